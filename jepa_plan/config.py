@@ -1,0 +1,223 @@
+"""Run configuration: structured dataclasses validated by OmegaConf.
+
+A run's config is built in layers, later ones winning:
+
+    dataclass defaults  <-  configs/<preset>.yaml  <-  configs/<group>/<name>.yaml  <-  command line
+
+Command-line items are OmegaConf dotlist overrides (`encoder.depth=4`), except that a bare
+group name selects a component file (`env=two_rooms` loads `configs/env/two_rooms.yaml`).
+An unknown key raises `ConfigError` naming the key; an unknown component name raises one
+listing the registered names (read from each wing's own name table).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from encoders import ENCODERS
+from encoders.vjepa import EncoderConfig
+from jepa_plan.envs import ENV_CONFIGS, ENVS
+from world_models import PREDICTORS
+from world_models.module import WorldModelConfig
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+STAGES = ("encoder", "world_model", "all")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+class ConfigError(ValueError):
+    """A config key, value or component name is wrong; the message names it."""
+
+
+@dataclass
+class DataConfig:
+    """Where episodes live and how clips are cut from them."""
+
+    dir: str = "data/${env.name}"  # collected there if it does not exist yet
+    episodes: int = 1000  # episodes to collect when `dir` is missing
+    episode_steps: int = 50
+    collect_seed: int = 0
+    clip_len: int = 2  # frames per encoder clip
+    frameskip: int = 2  # env steps per model step; actions are stacked
+    batch_size: int = 64
+    val_fraction: float = 0.1
+    num_workers: int = 0
+    max_bad_fraction: float = 0.05  # more corrupt episodes than this fails the run
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings shared by both stages."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "auto"  # bf16-mixed on a CUDA GPU with bf16, else 32-true
+    max_steps: Optional[int] = None  # if set, caps every stage (else encoder/world_model.max_steps)
+    val_check_interval: int = 250
+    checkpoint_every_n_steps: int = 100
+    log_every_n_steps: int = 20
+    progress_bar: bool = True
+    threads: Optional[int] = None  # torch CPU threads; None keeps torch's default
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "jepa_plan"
+    entity: Optional[str] = None
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class TrainConfig:
+    """Everything `train.py` needs; saved resolved as `<output_dir>/config.yaml`."""
+
+    stage: str = "all"  # encoder | world_model | all
+    seed: int = 0
+    output_dir: str = "outputs/train/${env.name}"
+    resume: bool = False
+    env: Any = None  # the env's own config dataclass, chosen by `env=<name>`
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+# group -> (name table the group's `name` must be in, config dataclass for a name)
+GROUPS = {
+    "env": (ENVS, lambda name: ENV_CONFIGS[name]),
+    "encoder": (ENCODERS, lambda name: EncoderConfig),
+    "world_model": (PREDICTORS, lambda name: WorldModelConfig),
+}
+DEFAULT_GROUPS = {"env": "two_rooms", "encoder": "vit", "world_model": "mlp"}
+
+
+def _check_name(group: str, name: str) -> None:
+    table = GROUPS[group][0]
+    if name not in table:
+        raise ConfigError(
+            f"unknown {group} '{name}'; registered {group} names: {', '.join(sorted(table))}"
+        )
+
+
+def _split_overrides(overrides: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Separate group selections (`env=two_rooms`) from dotlist overrides (`encoder.depth=4`)."""
+    groups, dotlist = {}, []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"command-line item '{item}' is not key=value")
+        key, value = item.split("=", 1)
+        if key in GROUPS:
+            groups[key] = value
+        else:
+            dotlist.append(item)
+    return groups, dotlist
+
+
+def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, layer)
+    except (ConfigKeyError, ConfigAttributeError) as err:
+        key = err.full_key or getattr(err, "key", "?")
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        node = OmegaConf.select(base, parent) if parent else base
+        valid = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "?"
+        raise ConfigError(f"unknown config key '{key}' in {source}; valid keys here: {valid}") from None
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(f"bad value for config key '{key}' in {source}: {err.msg}") from None
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    try:
+        return OmegaConf.load(path)
+    except Exception as err:  # yaml syntax errors carry their own line numbers
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+
+
+def load_config(
+    overrides: Sequence[str] = (),
+    preset: str = "train",
+    schema: type = TrainConfig,
+    config_dir: Path = CONFIG_DIR,
+) -> DictConfig:
+    """Build, validate and resolve a run config.
+
+    `preset` names `configs/<preset>.yaml`; `overrides` are command-line items.
+    Returns a read-only, fully resolved structured DictConfig.
+    """
+    selected, dotlist = _split_overrides(overrides)
+    preset_path = config_dir / f"{preset}.yaml"
+    preset_cfg = _load_yaml(preset_path) if preset_path.exists() else OmegaConf.create({})
+
+    cfg = OmegaConf.structured(schema)
+    for group in GROUPS:
+        if group not in cfg:
+            continue
+        name = selected.get(group) or OmegaConf.select(preset_cfg, f"{group}.name") or DEFAULT_GROUPS[group]
+        _check_name(group, name)
+        group_schema = OmegaConf.structured(GROUPS[group][1](name))
+        group_file = config_dir / group / f"{name}.yaml"
+        if group_file.exists():
+            group_schema = _merge(group_schema, _load_yaml(group_file), str(group_file))
+        group_schema.name = name
+        OmegaConf.update(cfg, group, group_schema, force_add=True, merge=False)
+
+    cfg = _merge(cfg, preset_cfg, str(preset_path))
+    for group, name in selected.items():  # a selection on the command line beats the preset
+        if group in cfg:
+            cfg[group].name = name
+    cfg = _merge(cfg, OmegaConf.from_dotlist(dotlist), "the command line")
+
+    for group in GROUPS:
+        if group in cfg:
+            _check_name(group, cfg[group].name)
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot resolve config: {err}") from None
+    _validate(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def _validate(cfg: DictConfig) -> None:
+    """Value checks that the types alone cannot express."""
+    if "stage" in cfg and cfg.stage not in STAGES:
+        raise ConfigError(f"stage='{cfg.stage}' is not one of {', '.join(STAGES)}")
+    if "logger" in cfg and cfg.logger.wandb.mode not in WANDB_MODES:
+        raise ConfigError(
+            f"logger.wandb.mode='{cfg.logger.wandb.mode}' is not one of {', '.join(WANDB_MODES)}"
+        )
+    if "data" in cfg:
+        if cfg.data.clip_len < 2:
+            raise ConfigError(f"data.clip_len={cfg.data.clip_len} must be at least 2")
+        if cfg.data.frameskip < 1:
+            raise ConfigError(f"data.frameskip={cfg.data.frameskip} must be at least 1")
+        if not 0.0 < cfg.data.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction={cfg.data.val_fraction} must be in (0, 1)")
+
+
+def to_container(cfg: DictConfig) -> dict:
+    """Plain nested dict (for checkpoints, W&B and json)."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def to_dataclass(cfg: DictConfig, cls: type) -> Any:
+    """Instantiate a component's config dataclass from its (validated) node."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in to_container(cfg).items() if k in names})

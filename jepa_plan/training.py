@@ -1,0 +1,310 @@
+"""Training wiring: data -> V-JEPA encoder stage -> world-model stage -> one checkpoint file.
+
+Files of a run, all under `output_dir`:
+
+    config.yaml                  the fully resolved config
+    encoder/metrics.csv          per-step metrics (also in W&B, offline by default)
+    encoder/checkpoints/         last.ckpt (every `trainer.checkpoint_every_n_steps`) and best.ckpt
+    encoder.pt                   the trained context encoder (stage done)
+    latents.pt                   cached frozen-encoder latents of every frame
+    world_model/metrics.csv, world_model/checkpoints/
+    world_model.pt               what `WorldModel.from_checkpoint` loads (stage done)
+    diagnostics.json             planning readiness on held-out episodes + collapse indicators
+    wandb/                       offline W&B runs (`wandb sync` them later)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from encoders.vjepa import EncoderConfig, VJEPAModule
+from jepa_plan.collect import collect_episodes
+from jepa_plan.config import ConfigError, load_config, to_container, to_dataclass
+from jepa_plan.data import EpisodeDataModule
+from jepa_plan.envs import ENV_CONFIGS
+from world_models import WorldModel
+from world_models.diagnostics import readiness_table
+from world_models.latents import LatentSplit, encode_episodes, stack_actions, windows
+from world_models.module import WorldModelConfig, WorldModelModule
+from world_models.world_model import build_encoder
+
+ENCODER_FORMAT = "jepa_plan.encoder/v1"
+
+
+def log(msg: str) -> None:
+    if rank_zero_only.rank == 0:
+        print(f"[jepa-train] {msg}", flush=True)
+
+
+# -- run directory, data ---------------------------------------------------------------------
+
+def prepare_output_dir(cfg: DictConfig) -> Path:
+    out = Path(cfg.output_dir)
+    started = [p for p in ("encoder", "world_model", "encoder.pt", "world_model.pt") if (out / p).exists()]
+    if started and not cfg.resume and rank_zero_only.rank == 0:
+        raise ConfigError(f"output_dir={out} already holds a run ({', '.join(started)}); "
+                          "pass resume=true to continue it, or choose another output_dir=")
+    out.mkdir(parents=True, exist_ok=True)
+    if rank_zero_only.rank == 0:
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    return out
+
+
+def ensure_dataset(cfg: DictConfig) -> Path:
+    """Collect the built-in environment's data set into `data.dir` unless it is already there."""
+    root = Path(cfg.data.dir)
+    if (root / "manifest.json").exists():
+        return root
+    if root.exists() and any(root.iterdir()):
+        raise ConfigError(f"data.dir={root} exists but has no manifest.json; point data.dir at an episode "
+                          "data set or at a new folder to collect into")
+    env_cfg = to_dataclass(cfg.env, ENV_CONFIGS[cfg.env.name])
+    log(f"collecting {cfg.data.episodes} episodes x {cfg.data.episode_steps} steps of {cfg.env.name} into {root}")
+    tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+    collect_episodes(env_cfg, tmp, episodes=cfg.data.episodes, steps=cfg.data.episode_steps, seed=cfg.data.collect_seed)
+    try:
+        tmp.rename(root)  # atomic: another process never sees half a data set
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # someone else finished first
+    return root
+
+
+def make_datamodule(cfg: DictConfig, root: Path) -> EpisodeDataModule:
+    d = cfg.data
+    dm = EpisodeDataModule(root, clip_len=d.clip_len, frameskip=d.frameskip, batch_size=d.batch_size,
+                           val_fraction=d.val_fraction, num_workers=d.num_workers, seed=cfg.seed,
+                           max_bad_fraction=d.max_bad_fraction)
+    dm.setup()
+    log(f"data {root}: {len(dm.train_names)} train / {len(dm.val_names)} val episodes"
+        + (f", {len(dm.skipped)} corrupt episodes skipped" if dm.skipped else ""))
+    return dm
+
+
+# -- Lightning pieces ------------------------------------------------------------------------
+
+def resolve_precision(precision: str) -> str:
+    """`auto`: bf16-mixed on a CUDA GPU that supports it, full fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def make_loggers(cfg: DictConfig, out: Path, stage: str) -> list:
+    loggers = [CSVLogger(save_dir=out, name=stage, version="")]
+    mode = cfg.logger.wandb.mode
+    if mode != "disabled":
+        # Keep every W&B file inside the run folder, never under $HOME.
+        for var, sub in (("WANDB_DIR", ""), ("WANDB_CACHE_DIR", "wandb/.cache"),
+                         ("WANDB_CONFIG_DIR", "wandb/.config"), ("WANDB_DATA_DIR", "wandb/.data")):
+            os.environ.setdefault(var, str((out / sub).resolve()))
+        id_file = out / stage / "wandb_id.txt"
+        run_id = id_file.read_text().strip() if id_file.exists() else None
+        logger = WandbLogger(project=cfg.logger.wandb.project, entity=cfg.logger.wandb.entity,
+                             name=f"{out.name}-{stage}", group=str(out), save_dir=str(out),
+                             offline=mode == "offline", id=run_id, resume="allow" if run_id else None,
+                             job_type=stage)
+        if rank_zero_only.rank == 0:
+            logger.log_hyperparams(to_container(cfg))
+            id_file.parent.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(logger.version or "")
+        loggers.append(logger)
+    return loggers
+
+
+def make_trainer(cfg: DictConfig, out: Path, stage: str, max_steps: int) -> L.Trainer:
+    t = cfg.trainer
+    ckpt_dir = out / stage / "checkpoints"
+    callbacks = [
+        # `last.ckpt` every N steps: what a resume after a crash continues from.
+        ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
+                        every_n_train_steps=t.checkpoint_every_n_steps),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1),
+    ]
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
+        precision=resolve_precision(t.precision), max_steps=max_steps, max_epochs=-1,
+        val_check_interval=min(t.val_check_interval, max_steps), check_val_every_n_epoch=None,
+        log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar,
+        logger=make_loggers(cfg, out, stage), callbacks=callbacks, num_sanity_val_steps=0,
+        enable_model_summary=False, default_root_dir=out)
+
+
+def resume_path(cfg: DictConfig, out: Path, stage: str) -> str | None:
+    last = out / stage / "checkpoints" / "last.ckpt"
+    if cfg.resume and last.exists():
+        log(f"resuming {stage} from {last}")
+        return str(last)
+    return None
+
+
+def stage_steps(cfg: DictConfig, stage_cfg: DictConfig) -> int:
+    return cfg.trainer.max_steps if cfg.trainer.max_steps is not None else stage_cfg.max_steps
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+# -- stage 1: V-JEPA encoder -----------------------------------------------------------------
+
+def train_encoder(cfg: DictConfig, dm: EpisodeDataModule, out: Path) -> None:
+    steps = stage_steps(cfg, cfg.encoder)
+    enc_cfg = asdict(to_dataclass(cfg.encoder, EncoderConfig))
+    module = VJEPAModule(enc_cfg, img_size=dm.image_size, frameskip=cfg.data.frameskip,
+                         action_dim=dm.action_dim, action_mean=dm.action_mean.tolist(),
+                         action_std=dm.action_std.tolist(), max_steps=steps)
+    trainer = make_trainer(cfg, out, "encoder", steps)
+    log(f"stage encoder: {steps} steps, precision {trainer.precision}, output {out / 'encoder'}")
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, out, "encoder"))
+    if trainer.is_global_zero:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        (out / "encoder_metrics.json").write_text(json.dumps(metrics, indent=2))
+        # The context encoder, not the EMA target: in short runs the target lags behind
+        # (DESIGN.md calibration item 3).
+        atomic_save({"format": ENCODER_FORMAT, "cfg": enc_cfg, "img_size": dm.image_size,
+                     "state_dict": module.context_encoder.state_dict()}, out / "encoder.pt")
+    trainer.strategy.barrier()
+
+
+def load_encoder(path: Path):
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: train the encoder first (stage=encoder or stage=all)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != ENCODER_FORMAT:
+        raise ConfigError(f"{path}: expected format {ENCODER_FORMAT!r}, found {state.get('format')!r}")
+    encoder = build_encoder(state["cfg"], state["img_size"])
+    encoder.load_state_dict(state["state_dict"])
+    return encoder.requires_grad_(False).eval(), state
+
+
+# -- stage 2: world model --------------------------------------------------------------------
+
+def cached_latents(encoder, dm: EpisodeDataModule, out: Path) -> dict:
+    """Encode every train and val frame once; reuse the cache while encoder.pt is unchanged."""
+    cache, enc_file = out / "latents.pt", out / "encoder.pt"
+    if cache.exists() and cache.stat().st_mtime >= enc_file.stat().st_mtime:
+        data = torch.load(cache, weights_only=True)
+        if data.get("train_names") == list(dm.train_names) and data.get("val_names") == list(dm.val_names):
+            return data
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    started = time.time()
+    data = {split: encode_episodes(encoder, (dm.store.episode(n) for n in names), device=device)
+            for split, names in (("train", dm.train_names), ("val", dm.val_names))}
+    data["train_names"], data["val_names"] = list(dm.train_names), list(dm.val_names)
+    log(f"encoded {len(data['train']['latents']) + len(data['val']['latents'])} frames in {time.time() - started:.0f}s")
+    if rank_zero_only.rank == 0:
+        atomic_save(data, cache)
+    return data
+
+
+def latent_split(raw: dict, stats: dict, frameskip: int, steps: int) -> LatentSplit:
+    z = (raw["latents"] - stats["latent_mean"]) / stats["latent_std"]
+    a = (stack_actions(raw["actions"], raw["lengths"], frameskip) - stats["action_mean"]) / stats["action_std"]
+    return LatentSplit(z=z, a=a, states=raw["states"], index=windows(raw["lengths"], frameskip, steps))
+
+
+def split_loader(split: LatentSplit, batch_size: int, shuffle: bool) -> DataLoader:
+    return DataLoader(range(len(split)), batch_size=min(batch_size, len(split)), shuffle=shuffle,
+                      drop_last=shuffle, collate_fn=lambda rows: split.batch(torch.tensor(rows)))
+
+
+def train_world_model(cfg: DictConfig, dm: EpisodeDataModule, out: Path) -> dict:
+    encoder, enc_state = load_encoder(out / "encoder.pt")
+    raw = cached_latents(encoder, dm, out)
+    skip = cfg.data.frameskip
+    stats = {
+        "latent_mean": raw["train"]["latents"].mean(0),
+        "latent_std": raw["train"]["latents"].std(0).clamp_min(1e-6),
+        "action_mean": torch.as_tensor(dm.action_mean, dtype=torch.float32).repeat(skip),
+        "action_std": torch.as_tensor(dm.action_std, dtype=torch.float32).repeat(skip),
+    }
+    wm_cfg = asdict(to_dataclass(cfg.world_model, WorldModelConfig))
+    horizon = max(wm_cfg["rollout_steps"], wm_cfg["diag_horizon"])
+    train = latent_split(raw["train"], stats, skip, horizon)
+    val = latent_split(raw["val"], stats, skip, horizon)
+
+    steps = stage_steps(cfg, cfg.world_model)
+    module = WorldModelModule(wm_cfg, latent_dim=train.z.shape[1], action_dim=train.a.shape[1])
+    module.diagnostics_data = {"train": train, "val": val}
+    trainer = make_trainer(cfg, out, "world_model", steps)
+    log(f"stage world_model: {steps} steps on {len(train)} windows, output {out / 'world_model'}")
+    trainer.fit(module, split_loader(train, wm_cfg["batch_size"], True), split_loader(val, wm_cfg["batch_size"], False),
+                ckpt_path=resume_path(cfg, out, "world_model"))
+
+    result = {}
+    if trainer.is_global_zero:
+        module.to("cpu")
+        env = to_container(cfg.env)
+        meta = {"encoder": enc_state["cfg"], "img_size": enc_state["img_size"], "predictor": wm_cfg, "env": env,
+                "env_action_low": dm.store.manifest["action_low"], "env_action_high": dm.store.manifest["action_high"],
+                "config": to_container(cfg)}
+        wm = WorldModel(encoder, module.predictor, frameskip=skip, meta=meta,
+                        env_action_low=torch.tensor(meta["env_action_low"]),
+                        env_action_high=torch.tensor(meta["env_action_high"]), **stats)
+        wm.save(out / "world_model.pt")
+        result = write_diagnostics(module, out)
+    trainer.strategy.barrier()
+    return result
+
+
+def write_diagnostics(module: WorldModelModule, out: Path) -> dict:
+    readiness = module.readiness()
+    enc_file = out / "encoder_metrics.json"
+    encoder_metrics = json.loads(enc_file.read_text()) if enc_file.exists() else {}
+    result = {"planning_readiness": readiness, "encoder": encoder_metrics}
+    (out / "diagnostics.json").write_text(json.dumps(result, indent=2))
+    log("planning readiness on held-out episodes:\n" + readiness_table(readiness))
+    if encoder_metrics:
+        log("encoder (collapse indicators, last validation): "
+            + ", ".join(f"{k}={v:.3f}" for k, v in sorted(encoder_metrics.items())))
+    return result
+
+
+# -- entry -----------------------------------------------------------------------------------
+
+def run(cfg: DictConfig) -> dict:
+    started = time.time()
+    out = prepare_output_dir(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+    dm = make_datamodule(cfg, ensure_dataset(cfg))
+    result: dict = {}
+    if cfg.stage in ("encoder", "all"):
+        if cfg.resume and (out / "encoder.pt").exists():
+            log(f"encoder stage already done ({out / 'encoder.pt'}), skipping")
+        else:
+            train_encoder(cfg, dm, out)
+    if cfg.stage in ("world_model", "all"):
+        if cfg.resume and (out / "world_model.pt").exists():
+            log(f"world-model stage already done ({out / 'world_model.pt'}), skipping")
+        else:
+            result = train_world_model(cfg, dm, out)
+    log(f"done in {time.time() - started:.0f}s; files in {out}/ (world model: {out / 'world_model.pt'})")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cfg = load_config(sys.argv[1:] if argv is None else argv)
+    except ConfigError as err:
+        sys.exit(f"config error: {err}")
+    run(cfg)

@@ -1,0 +1,41 @@
+"""Action-conditioned latent predictors `F(z_t, a_t) -> z_{t+1}`."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MLPPredictor(nn.Module):
+    """Markov one-step predictor on a latent vector: `z' = z + MLP([LN(z), embed(a)])`.
+
+    The residual form makes "nothing happens" the easy default, so the network spends its
+    capacity on how actions move the latent. Works on any leading dims:
+    `z [..., D]`, `a [..., A] -> [..., D]`.
+    """
+
+    def __init__(self, latent_dim: int, action_dim: int, hidden: int = 512, layers: int = 3,
+                 action_embed: int = 64):
+        super().__init__()
+        self.latent_dim, self.action_dim = latent_dim, action_dim
+        self.norm = nn.LayerNorm(latent_dim)
+        self.action_embed = nn.Sequential(nn.Linear(action_dim, action_embed), nn.GELU())
+        blocks: list[nn.Module] = []
+        width = latent_dim + action_embed
+        for _ in range(layers - 1):
+            blocks += [nn.Linear(width, hidden), nn.GELU()]
+            width = hidden
+        blocks.append(nn.Linear(width, latent_dim))
+        self.mlp = nn.Sequential(*blocks)
+        # Start as the identity map: rollouts begin at the repeat-last baseline.
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        if z.shape[:-1] != a.shape[:-1]:
+            raise ValueError(f"latent leading dims {tuple(z.shape[:-1])} != action leading dims {tuple(a.shape[:-1])}")
+        h = torch.cat([self.norm(z), self.action_embed(a.to(z.dtype))], dim=-1)
+        return z + self.mlp(h)
+
+
+PREDICTORS = {"mlp": MLPPredictor}
