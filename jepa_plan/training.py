@@ -3,11 +3,11 @@
 Files of a run, all under `output_dir`:
 
     config.yaml                  the fully resolved config
-    encoder/metrics.csv          per-step metrics (also in W&B, offline by default)
+    encoder/csv/version_N/metrics.csv   per-step metrics, one version per attempt (also in W&B)
     encoder/checkpoints/         last.ckpt (every `trainer.checkpoint_every_n_steps`) and best.ckpt
     encoder.pt                   the trained context encoder (stage done)
     latents.pt                   cached frozen-encoder latents of every frame
-    world_model/metrics.csv, world_model/checkpoints/
+    world_model/csv/, world_model/checkpoints/
     world_model.pt               what `WorldModel.from_checkpoint` loads (stage done)
     diagnostics.json             planning readiness on held-out episodes + collapse indicators
     wandb/                       offline W&B runs (`wandb sync` them later)
@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from encoders.vjepa import EncoderConfig, VJEPAModule
 from jepa_plan.collect import collect_episodes
 from jepa_plan.config import ConfigError, load_config, to_container, to_dataclass
-from jepa_plan.data import EpisodeDataModule
+from jepa_plan.data.datamodule import EpisodeDataModule
 from jepa_plan.envs import ENV_CONFIGS
 from world_models import WorldModel
 from world_models.diagnostics import readiness_table
@@ -85,7 +85,7 @@ def ensure_dataset(cfg: DictConfig) -> Path:
 
 def make_datamodule(cfg: DictConfig, root: Path) -> EpisodeDataModule:
     d = cfg.data
-    dm = EpisodeDataModule(root, clip_len=d.clip_len, frameskip=d.frameskip, batch_size=d.batch_size,
+    dm = EpisodeDataModule(str(root), clip_len=d.clip_len, frameskip=d.frameskip, batch_size=d.batch_size,
                            val_fraction=d.val_fraction, num_workers=d.num_workers, seed=cfg.seed,
                            max_bad_fraction=d.max_bad_fraction)
     dm.setup()
@@ -106,7 +106,8 @@ def resolve_precision(precision: str) -> str:
 
 
 def make_loggers(cfg: DictConfig, out: Path, stage: str) -> list:
-    loggers = [CSVLogger(save_dir=out, name=stage, version="")]
+    # A new CSV version folder per attempt: a resumed run never overwrites the earlier metrics.
+    loggers = [CSVLogger(save_dir=out / stage, name="csv")]
     mode = cfg.logger.wandb.mode
     if mode != "disabled":
         # Keep every W&B file inside the run folder, never under $HOME.
@@ -129,7 +130,7 @@ def make_loggers(cfg: DictConfig, out: Path, stage: str) -> list:
 
 def make_trainer(cfg: DictConfig, out: Path, stage: str, max_steps: int) -> L.Trainer:
     t = cfg.trainer
-    ckpt_dir = out / stage / "checkpoints"
+    ckpt_dir = str(out / stage / "checkpoints")  # a str: Path objects break weights_only resume
     callbacks = [
         # `last.ckpt` every N steps: what a resume after a crash continues from.
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
@@ -143,6 +144,13 @@ def make_trainer(cfg: DictConfig, out: Path, stage: str, max_steps: int) -> L.Tr
         log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar,
         logger=make_loggers(cfg, out, stage), callbacks=callbacks, num_sanity_val_steps=0,
         enable_model_summary=False, default_root_dir=out)
+
+
+def finish_loggers(trainer: L.Trainer) -> None:
+    """Close the stage's W&B run so the next stage gets its own."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and trainer.is_global_zero:
+            logger.experiment.finish()
 
 
 def resume_path(cfg: DictConfig, out: Path, stage: str) -> str | None:
@@ -174,6 +182,7 @@ def train_encoder(cfg: DictConfig, dm: EpisodeDataModule, out: Path) -> None:
     trainer = make_trainer(cfg, out, "encoder", steps)
     log(f"stage encoder: {steps} steps, precision {trainer.precision}, output {out / 'encoder'}")
     trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, out, "encoder"))
+    finish_loggers(trainer)
     if trainer.is_global_zero:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         (out / "encoder_metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -248,6 +257,7 @@ def train_world_model(cfg: DictConfig, dm: EpisodeDataModule, out: Path) -> dict
     log(f"stage world_model: {steps} steps on {len(train)} windows, output {out / 'world_model'}")
     trainer.fit(module, split_loader(train, wm_cfg["batch_size"], True), split_loader(val, wm_cfg["batch_size"], False),
                 ckpt_path=resume_path(cfg, out, "world_model"))
+    finish_loggers(trainer)
 
     result = {}
     if trainer.is_global_zero:

@@ -1,0 +1,87 @@
+"""End-to-end: tiny two-stage training on CPU, checkpoint round trip, resume, corrupt data, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import tiny_overrides
+from jepa_plan.config import ConfigError, load_config
+from jepa_plan.training import run
+from world_models import WorldModel
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_two_stage_train_writes_a_loadable_world_model(tmp_path):
+    overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("logger.")] + ["logger.wandb.mode=offline"]
+    result = run(load_config(overrides))
+    out = tmp_path / "run"
+    for name in ("config.yaml", "encoder.pt", "world_model.pt", "latents.pt", "diagnostics.json",
+                 "encoder/csv/version_0/metrics.csv", "world_model/csv/version_0/metrics.csv",
+                 "encoder/checkpoints/last.ckpt", "world_model/checkpoints/last.ckpt"):
+        assert (out / name).exists(), name
+    assert list((out / "wandb").glob("offline-run-*")), "offline W&B run folder missing"
+    assert "encoder.depth" not in (out / "config.yaml").read_text() and "depth: 1" in (out / "config.yaml").read_text()
+
+    diag = json.loads((out / "diagnostics.json").read_text())
+    assert set(result["planning_readiness"]) == set(diag["planning_readiness"])
+    assert {"rollout_err_k3", "repeat_err_k3", "probe_r2", "dist_spearman", "probe_err_k1"} <= set(diag["planning_readiness"])
+    assert {"val/target_std", "val/target_eff_rank"} <= set(diag["encoder"])
+
+    wm = WorldModel.from_checkpoint(out / "world_model.pt")
+    frames = torch.from_numpy(np.load(tmp_path / "data" / "ep_000000" / "frames.npy")[:3]).permute(0, 3, 1, 2)
+    z = wm.encode(frames[None])
+    assert z.shape == (1, 3, 32) and torch.isfinite(z).all()
+    assert wm.rollout(z[:, 0], torch.zeros(1, 4, wm.action_dim)).shape == (1, 4, 32)
+    assert wm.action_dim == 2 * 2 and wm.frameskip == 2
+
+    with pytest.raises(ConfigError, match="already holds a run.*resume=true"):
+        run(load_config(overrides))
+
+
+def test_resume_continues_step_count_and_state(tmp_path, capsys):
+    overrides = tiny_overrides(tmp_path, steps=4) + ["stage=encoder"]
+    run(load_config(overrides))
+    out = tmp_path / "run"
+    first = torch.load(out / "encoder/checkpoints/last.ckpt", weights_only=False)
+    assert first["global_step"] == 4
+    (out / "encoder.pt").unlink()  # as if the process had been killed before the stage finished
+
+    run(load_config([o for o in overrides if not o.startswith("trainer.max_steps")]
+                    + ["trainer.max_steps=6", "resume=true"]))
+    assert "resuming encoder from" in capsys.readouterr().out
+    second = torch.load(out / "encoder/checkpoints/last.ckpt", weights_only=False)
+    assert second["global_step"] == 6
+    # optimizer moments and the EMA target were restored, then trained on
+    assert second["optimizer_states"][0]["state"]
+    key = next(k for k in second["state_dict"] if k.startswith("target_encoder."))
+    assert not torch.equal(first["state_dict"][key], second["state_dict"][key])
+
+
+def test_corrupt_episode_is_skipped_and_training_goes_on(tmp_path):
+    overrides = tiny_overrides(tmp_path, steps=2) + ["stage=encoder", "data.max_bad_fraction=0.1"]
+    cfg = load_config(overrides)
+    from jepa_plan.training import ensure_dataset
+    root = ensure_dataset(cfg)
+    (root / "ep_000003" / "frames.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.warns(UserWarning, match="ep_000003"):
+        run(cfg)
+    assert (tmp_path / "run" / "encoder.pt").exists()
+
+
+def test_ddp_two_processes_on_cpu(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    overrides = [o for o in tiny_overrides(tmp_path, steps=2) if not o.startswith("trainer.devices")]
+    cmd = [sys.executable, str(REPO / "train.py"), *overrides, "trainer.devices=2", "trainer.strategy=ddp"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "world_model.pt" in proc.stdout
+    ckpt = torch.load(tmp_path / "run" / "world_model" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 2
+    assert WorldModel.from_checkpoint(tmp_path / "run" / "world_model.pt").action_dim == 4
