@@ -25,7 +25,7 @@ def encode_episodes(encoder, episodes: Iterable, batch_frames: int = 512, device
     encoder = encoder.to(device).eval()
     for ep in episodes:
         for start in range(0, len(ep.frames), batch_frames):
-            chunk = torch.from_numpy(np.ascontiguousarray(ep.frames[start:start + batch_frames]))
+            chunk = torch.from_numpy(np.array(ep.frames[start:start + batch_frames]))  # copy out of the mmap
             chunk = chunk.permute(0, 3, 1, 2).unsqueeze(1).to(device)  # [n,1,3,H,W]: frames encoded alone
             latents.append(encoder.embed_frames(chunk)[:, 0].float().cpu())
         actions.append(torch.from_numpy(np.asarray(ep.actions, dtype=np.float32)))
