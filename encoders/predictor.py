@@ -1,0 +1,62 @@
+"""V-JEPA masked predictor: context tokens + positioned mask tokens -> target predictions.
+
+Narrower than the encoder (V-JEPA: the predictor is a bottleneck, so the encoder, not
+the predictor, has to carry the information).
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from encoders.vit import sincos_pos_embed_3d
+
+
+class MaskedPredictor(nn.Module):
+    """dim -> pred_dim, `depth` timm Blocks over [context; mask tokens], -> dim."""
+
+    def __init__(
+        self,
+        dim: int = 128,
+        pred_dim: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+    ):
+        super().__init__()
+        if pred_dim % heads:
+            raise ValueError(f"pred_dim {pred_dim} is not divisible by pred_heads {heads}")
+        self.dim = dim
+        self.pred_dim = pred_dim
+        self.embed = nn.Linear(dim, pred_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, pred_dim))
+        self.blocks = nn.ModuleList(
+            Block(pred_dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(pred_dim)
+        self.proj = nn.Linear(pred_dim, dim)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(
+        self,
+        context: torch.Tensor,
+        context_idx: torch.Tensor,
+        target_idx: torch.Tensor,
+        grid: tuple[int, int, int],
+    ) -> torch.Tensor:
+        """context [B, Kc, D] at context_idx Long [B, Kc]; target_idx Long [B, Kt];
+        grid (T', Hp, Wp) of the clip -> predictions [B, Kt, D]."""
+        pos = sincos_pos_embed_3d(grid, self.pred_dim).to(context.device)  # [N, P]
+        x = self.embed(context)
+        x = x + pos[context_idx].to(x.dtype)
+        queries = self.mask_token.to(x.dtype) + pos[target_idx].to(x.dtype)  # [B, Kt, P]
+        x = torch.cat([x, queries], dim=1)
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x[:, context.shape[1]:])
+        return self.proj(x)

@@ -1,0 +1,333 @@
+"""V-JEPA pretraining as a LightningModule, with the auxiliary terms that shape the
+per-frame latent used downstream.
+
+Loss per step (weights in `EncoderConfig`; 0 turns a term off):
+- jepa: L1 between the predictor's outputs at masked tokens and the layer-normalised
+  EMA target encoder's tokens there (V-JEPA);
+- id: inverse dynamics on per-frame pooled context latents, BatchNorm then a linear
+  head on `pool(z_{t+1}) - pool(z_t)` predicting the normalised stacked actions between
+  the two frames (PLDM / eb_jepa). In the two-rooms calibration this term is what made
+  latent distance track true distance;
+- vicreg_var / vicreg_cov: VICReg variance hinge and covariance penalty on those pooled
+  latents, against collapse of the vector the planner sees.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from lightning import LightningModule
+from torch import nn
+
+from encoders.diagnostics import (
+    RidgeProbe,
+    distance_rank_correlation,
+    effective_rank,
+    feature_std,
+)
+from encoders.ema import ema_update, momentum_schedule
+from encoders.masking import sample_multiblock_masks
+from encoders.predictor import MaskedPredictor
+
+
+@dataclass
+class EncoderConfig:
+    """Encoder architecture, masking and pretraining recipe."""
+
+    name: str = "vit"
+    patch_size: int = 8
+    tubelet_size: int = 1
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    pred_dim: int = 64
+    pred_depth: int = 2
+    pred_heads: int = 4
+    # Multi-block masks: small and large rectangles, each `scale` of the spatial grid.
+    mask_small_blocks: int = 4
+    mask_small_scale: float = 0.1
+    mask_large_blocks: int = 1
+    mask_large_scale: float = 0.3
+    mask_aspect_min: float = 0.75
+    mask_aspect_max: float = 1.5
+    ema_start: float = 0.996
+    ema_end: float = 1.0
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    max_steps: int = 3000
+    inverse_dynamics: float = 1.0
+    vicreg_var: float = 0.1
+    vicreg_cov: float = 0.01
+    diag_frames: int = 2048
+
+    @classmethod
+    def from_dict(cls, cfg: dict) -> "EncoderConfig":
+        """Build from a plain dict; unknown keys raise an error naming the valid ones."""
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(cfg) - valid)
+        if unknown:
+            raise KeyError(f"unknown encoder config keys {unknown}; valid keys: {sorted(valid)}")
+        return cls(**cfg)
+
+    def mask_blocks(self) -> list[tuple[int, float, tuple[float, float]]]:
+        aspect = (self.mask_aspect_min, self.mask_aspect_max)
+        return [
+            (self.mask_small_blocks, self.mask_small_scale, aspect),
+            (self.mask_large_blocks, self.mask_large_scale, aspect),
+        ]
+
+
+def build_encoder(cfg: EncoderConfig, img_size: int) -> nn.Module:
+    """The context encoder named by `cfg.name` in `encoders.ENCODERS`."""
+    from encoders import ENCODERS  # the table lives in the package, beside the classes
+
+    if cfg.name not in ENCODERS:
+        raise KeyError(f"unknown encoder {cfg.name!r}; valid: {sorted(ENCODERS)}")
+    return ENCODERS[cfg.name](
+        img_size=img_size,
+        patch_size=cfg.patch_size,
+        tubelet_size=cfg.tubelet_size,
+        dim=cfg.dim,
+        depth=cfg.depth,
+        heads=cfg.heads,
+        mlp_ratio=cfg.mlp_ratio,
+    )
+
+
+def vicreg_terms(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z [N, D] -> (variance hinge on per-dim std < 1, off-diagonal covariance^2 / D)
+    (Bardes et al. 2022), computed in float32."""
+    z = z.float()
+    z = z - z.mean(dim=0)
+    std = torch.sqrt(z.var(dim=0) + 1e-4)
+    var_loss = F.relu(1.0 - std).mean()
+    n, d = z.shape
+    cov = (z.T @ z) / max(n - 1, 1)
+    off_diag = cov - torch.diag_embed(torch.diagonal(cov))
+    return var_loss, off_diag.pow(2).sum() / d
+
+
+class VJEPAModule(LightningModule):
+    """Context encoder + masked predictor + EMA target encoder + inverse-dynamics head.
+
+    Batches: {"frames": uint8 [B, L, 3, H, W], "actions": float [B, L-1, frameskip * A],
+    "states" (optional, diagnostics only): float [B, L, S]}.
+    """
+
+    def __init__(
+        self,
+        cfg: dict,
+        img_size: int,
+        frameskip: int,
+        action_dim: int,
+        action_mean: list[float],
+        action_std: list[float],
+        max_steps: int | None = None,
+    ):
+        super().__init__()
+        config = EncoderConfig.from_dict(dict(cfg))
+        stacked = frameskip * action_dim
+        mean = _stacked_stats(action_mean, action_dim, frameskip, "action_mean")
+        std = _stacked_stats(action_std, action_dim, frameskip, "action_std")
+        # Plain types only, so checkpoints load with torch.load(weights_only=True).
+        self.save_hyperparameters(
+            {
+                "cfg": asdict(config),
+                "img_size": int(img_size),
+                "frameskip": int(frameskip),
+                "action_dim": int(action_dim),
+                "action_mean": [float(v) for v in action_mean],
+                "action_std": [float(v) for v in action_std],
+                "max_steps": None if max_steps is None else int(max_steps),
+            }
+        )
+        self.cfg = config
+        self.total_steps = int(max_steps) if max_steps is not None else config.max_steps
+        self.context_encoder = build_encoder(config, img_size)
+        self.predictor = MaskedPredictor(
+            config.dim, config.pred_dim, config.pred_depth, config.pred_heads, config.mlp_ratio
+        )
+        self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False)
+        self.id_head = nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, stacked))
+        self.register_buffer("action_mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("action_std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-6))
+        self._diag: dict[str, list[torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ inference
+    def embed(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, 3, H, W] -> per-frame pooled context latents [B, T, D]."""
+        return self.context_encoder.embed_frames(frames)
+
+    # ------------------------------------------------------------------ losses
+    def _mask_generator(self, stage: int, batch_idx: int) -> torch.Generator:
+        # Seeded from (stage, step, batch, rank): reproducible, and distinct across DDP ranks.
+        seed = hash((stage, int(self.global_step), int(batch_idx), int(self.global_rank)))
+        return torch.Generator().manual_seed(seed & (2**63 - 1))
+
+    def _jepa_loss(self, frames: torch.Tensor, generator: torch.Generator):
+        """-> (L1 loss, target-encoder tokens [B, N, D])."""
+        grid = self.context_encoder.grid(frames.shape[1])
+        context_idx, target_idx = sample_multiblock_masks(
+            frames.shape[0], grid, self.cfg.mask_blocks(), generator
+        )
+        context_idx, target_idx = context_idx.to(frames.device), target_idx.to(frames.device)
+        with torch.no_grad():  # the target is a fixed regression target (EMA, stop-gradient)
+            target_tokens = self.target_encoder(frames)
+            dim = target_tokens.shape[-1]
+            target = F.layer_norm(target_tokens.float(), (dim,))
+            target = torch.gather(target, 1, target_idx[..., None].expand(-1, -1, dim))
+        context = self.context_encoder(frames, keep=context_idx)
+        pred = self.predictor(context, context_idx, target_idx, grid)
+        return (pred.float() - target).abs().mean(), target_tokens
+
+    def _inverse_dynamics_loss(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """latents [B, L, D], actions [B, L-1, s*A] -> MSE on normalised actions."""
+        delta = (latents[:, 1:] - latents[:, :-1]).flatten(0, 1)  # [B*(L-1), D]
+        pred = self.id_head(delta).float()
+        target = ((actions.float() - self.action_mean) / self.action_std).flatten(0, 1)
+        return F.mse_loss(pred, target)
+
+    def _step(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """-> dict with "loss" (the objective, logged), "backward" (what to differentiate),
+        the loss terms, "latents" [B, L, D] and "target_tokens" [B, N, D]."""
+        frames, actions = batch["frames"], batch["actions"]
+        if frames.shape[1] < 2:
+            raise ValueError(f"clips need at least 2 frames, got {frames.shape[1]}")
+        expected = (frames.shape[0], frames.shape[1] - 1, self.action_mean.numel())
+        if tuple(actions.shape) != expected:
+            raise ValueError(
+                f"actions {tuple(actions.shape)} do not match frames {tuple(frames.shape)}: "
+                f"expected [B, L-1, frameskip * A] = {expected}"
+            )
+        cfg = self.cfg
+        jepa, target_tokens = self._jepa_loss(frames, generator)
+
+        # Per-frame pooled latents: shaped by the aux terms, scored by the diagnostics.
+        shaped = cfg.inverse_dynamics > 0 or cfg.vicreg_var > 0 or cfg.vicreg_cov > 0
+        with torch.set_grad_enabled(torch.is_grad_enabled() and shaped):
+            latents = self.context_encoder.embed_frames(frames)  # [B, L, D]
+        # With inverse_dynamics = 0 the head still trains, as a probe on detached latents,
+        # so train/id_loss stays meaningful and DDP sees every parameter used.
+        id_loss = self._inverse_dynamics_loss(
+            latents if cfg.inverse_dynamics > 0 else latents.detach(), actions
+        )
+        var, cov = vicreg_terms(latents.flatten(0, 1))
+        loss = jepa + cfg.inverse_dynamics * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov
+        backward = loss if cfg.inverse_dynamics > 0 else loss + id_loss
+        return {
+            "loss": loss,
+            "backward": backward,
+            "jepa_loss": jepa,
+            "id_loss": id_loss,
+            "vicreg_var": var,
+            "vicreg_cov": cov,
+            "latents": latents,
+            "target_tokens": target_tokens,
+        }
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self._step(batch, self._mask_generator(0, batch_idx))
+        self.log("train/loss", out["loss"], prog_bar=True)
+        for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov"):
+            self.log(f"train/{name}", out[name])
+        return out["backward"]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        momentum = momentum_schedule(
+            self.global_step, self.total_steps, self.cfg.ema_start, self.cfg.ema_end
+        )
+        ema_update(self.target_encoder, self.context_encoder, momentum)
+        self.log("train/ema_momentum", momentum)
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self) -> None:
+        self._diag = {"latents": [], "states": [], "target": []}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self._step(batch, self._mask_generator(1, batch_idx))
+        for name in ("loss", "jepa_loss", "id_loss"):
+            self.log(f"val/{name}", out[name], sync_dist=True)
+        self._collect_diagnostics(batch, out, batch_idx)
+
+    def _collect_diagnostics(self, batch: dict, out: dict, batch_idx: int) -> None:
+        room = self.cfg.diag_frames - sum(len(x) for x in self._diag["latents"])
+        if room <= 0:
+            return
+        latents = out["latents"].detach().float().flatten(0, 1)[:room]  # [B*L, D]
+        self._diag["latents"].append(latents.cpu())
+        if "states" in batch:
+            self._diag["states"].append(batch["states"].float().flatten(0, 1)[:room].cpu())
+        # A random subset of target tokens, as many as frames, for the collapse indicators.
+        tokens = out["target_tokens"].detach().float().flatten(0, 1)
+        pick = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(batch_idx))
+        self._diag["target"].append(tokens[pick[: len(latents)].to(tokens.device)].cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        diag, self._diag = self._diag, {}
+        if not diag.get("latents"):
+            return
+        latents = torch.cat(diag["latents"])
+        target = torch.cat(diag["target"])
+        # Each rank scores its own share; sync_dist averages the ranks' figures.
+        metrics = {
+            "val/target_std": feature_std(target),
+            "val/target_eff_rank": effective_rank(target),
+            "val/latent_std": feature_std(latents),
+            "val/latent_eff_rank": effective_rank(latents),
+        }
+        states = torch.cat(diag["states"]) if diag["states"] else None
+        if states is not None and len(states) >= 4:
+            # Fit on the first half, score on the second: with an unshuffled val loader the
+            # halves hold different (held-out) episodes.
+            half = len(latents) // 2
+            probe = RidgeProbe().fit(latents[:half], states[:half])
+            metrics["val/probe_r2"] = probe.r2(latents[half:], states[half:])
+            metrics["val/dist_spearman"] = distance_rank_correlation(latents, states)
+        for name, value in metrics.items():
+            self.log(name, value, sync_dist=True)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue  # the target encoder follows by EMA
+            # Norm weights, biases and the mask token are not shrunk (ViT / I-JEPA recipe).
+            (no_decay if param.ndim < 2 or name.endswith("mask_token") else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.cfg.lr,
+        )
+        warmup, total = self.cfg.warmup_steps, self.total_steps
+
+        def lr_factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _stacked_stats(values, action_dim: int, frameskip: int, name: str) -> list[float]:
+    """Per-step stats (A values) are tiled over the frameskip; stacked ones (s*A) kept."""
+    values = [float(v) for v in values]
+    if len(values) == action_dim:
+        return values * frameskip
+    if len(values) == action_dim * frameskip:
+        return values
+    raise ValueError(
+        f"{name} has {len(values)} values; expected action_dim ({action_dim}) "
+        f"or frameskip * action_dim ({frameskip * action_dim})"
+    )

@@ -1,0 +1,1 @@
+"""Episode data: the on-disk format (`episodes`) and the clip DataModule (`datamodule`)."""

@@ -1,0 +1,182 @@
+"""The project's episode format: one folder per episode, a manifest per data set.
+
+    DATASET/manifest.json          format, env config, shapes, action box, episode list, stats
+    DATASET/ep_000000/frames.npy   uint8   [T, H, W, 3]
+    DATASET/ep_000000/actions.npy  float32 [T, A]   action taken at frame t
+    DATASET/ep_000000/states.npy   float32 [T, S]   true env state at frame t (diagnostics, goals)
+
+Frames are memory-mapped, never read whole: a data set of any size trains in bounded RAM.
+Every file is validated when an episode is opened, and each error names the file and what
+is wrong with it. `EpisodeStore` skips bad episodes with a warning, counts them, and fails
+only when more than `max_bad_fraction` of the data set is bad.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "jepa_plan.episodes/v1"
+MANIFEST = "manifest.json"
+FILES = {"frames": np.uint8, "actions": np.float32, "states": np.float32}
+
+
+class EpisodeError(ValueError):
+    """One episode is missing, corrupt or inconsistent; the message names the file."""
+
+
+class DatasetError(ValueError):
+    """A data set as a whole cannot be used (no manifest, too many bad episodes)."""
+
+
+@dataclass
+class Episode:
+    frames: np.ndarray  # uint8 [T, H, W, 3], memory-mapped
+    actions: np.ndarray  # float32 [T, A]
+    states: np.ndarray  # float32 [T, S]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def episode_name(index: int) -> str:
+    return f"ep_{index:06d}"
+
+
+def write_episode(path: str | Path, frames: np.ndarray, actions: np.ndarray, states: np.ndarray) -> None:
+    """Write one episode folder; counts must agree, dtypes are converted to the format's."""
+    path = Path(path)
+    arrays = {"frames": np.asarray(frames), "actions": np.asarray(actions), "states": np.asarray(states)}
+    _check_counts(path, {k: len(v) for k, v in arrays.items()})
+    path.mkdir(parents=True, exist_ok=True)
+    for key, array in arrays.items():
+        np.save(path / f"{key}.npy", np.ascontiguousarray(array, dtype=FILES[key]))
+
+
+def write_manifest(root: str | Path, manifest: dict) -> None:
+    """Written last and atomically: a folder with a manifest is a complete data set."""
+    root = Path(root)
+    tmp = root / f"{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(root / MANIFEST)
+
+
+def read_manifest(root: str | Path) -> dict:
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise DatasetError(
+            f"{path}: no {MANIFEST}, so {root} is not an episode data set. Create one with "
+            f"`python -m jepa_plan.collect env=two_rooms episodes=1000 out={root}`, or write episodes "
+            "with jepa_plan.data.episodes.write_episode and a manifest"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DatasetError(f"{path}: unreadable manifest ({err})") from None
+    if manifest.get("format") != FORMAT or not isinstance(manifest.get("episodes"), list):
+        raise DatasetError(f"{path}: expected format {FORMAT!r} with an 'episodes' list, found {manifest.get('format')!r}")
+    return manifest
+
+
+def _check_counts(path: Path, counts: dict[str, int]) -> None:
+    if counts["actions"] != counts["frames"] or counts["states"] != counts["frames"]:
+        other = "actions" if counts["actions"] != counts["frames"] else "states"
+        raise EpisodeError(f"{path}: frames has {counts['frames']} entries but {other} has {counts[other]}")
+
+
+def _open_array(path: Path, dtype, mmap: bool) -> np.ndarray:
+    if not path.is_file():
+        raise EpisodeError(f"{path}: missing file")
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as err:  # bad header, short file, pickled object: all the same to a reader
+        raise EpisodeError(f"{path}: corrupt or truncated .npy ({type(err).__name__}: {err})") from None
+    if array.dtype != dtype:
+        raise EpisodeError(f"{path}: expected {np.dtype(dtype).name}, found {array.dtype}")
+    return array
+
+
+def load_episode(path: str | Path) -> Episode:
+    """Open and validate one episode folder (frames memory-mapped)."""
+    path = Path(path)
+    frames = _open_array(path / "frames.npy", np.uint8, mmap=True)
+    actions = _open_array(path / "actions.npy", np.float32, mmap=False)
+    states = _open_array(path / "states.npy", np.float32, mmap=False)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise EpisodeError(f"{path}/frames.npy: expected uint8 [T, H, W, 3], found shape {frames.shape}")
+    for name, array in (("actions", actions), ("states", states)):
+        if array.ndim != 2:
+            raise EpisodeError(f"{path}/{name}.npy: expected [T, dim], found shape {array.shape}")
+        bad = ~np.isfinite(array)
+        if bad.any():
+            step, dim = np.argwhere(bad)[0]
+            raise EpisodeError(f"{path}/{name}.npy: non-finite value {array[step, dim]} at step {step} (dim {dim})")
+    _check_counts(path, {"frames": len(frames), "actions": len(actions), "states": len(states)})
+    return Episode(frames, actions, states)
+
+
+class EpisodeStore:
+    """Validated, lazily opened episodes of one data set.
+
+    Opening checks every episode once (headers and sizes; actions and states are small and
+    read whole); the frames stay on disk. Bad episodes are skipped with a warning and listed
+    in `skipped` as (name, reason).
+    """
+
+    CACHE = 64  # open episodes kept mapped (each map holds a file descriptor)
+
+    def __init__(self, root: str | Path, max_bad_fraction: float = 0.05):
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root)
+        self.image_shape = tuple(self.manifest.get("image_shape", ()))
+        self.lengths: dict[str, int] = {}
+        self.skipped: list[tuple[str, str]] = []
+        self._cache: dict[str, Episode] = {}
+        for entry in self.manifest["episodes"]:
+            name = entry["name"]
+            try:
+                episode = self._validate(name, entry)
+            except EpisodeError as err:
+                self.skipped.append((name, str(err)))
+                warnings.warn(f"skipping episode {name}: {err}", UserWarning, stacklevel=2)
+                continue
+            self.lengths[name] = len(episode)
+        self.names = sorted(self.lengths)
+        total = len(self.manifest["episodes"])
+        if self.skipped and len(self.skipped) > max_bad_fraction * total:
+            listed = ", ".join(name for name, _ in self.skipped[:10])
+            raise DatasetError(
+                f"{self.root}: {len(self.skipped)} of {total} episodes are bad (more than max_bad_fraction="
+                f"{max_bad_fraction}): {listed}{' ...' if len(self.skipped) > 10 else ''}; first error: {self.skipped[0][1]}"
+            )
+        if not self.names:
+            raise DatasetError(f"{self.root}: the manifest lists no usable episodes")
+
+    def _validate(self, name: str, entry: dict) -> Episode:
+        episode = load_episode(self.root / name)
+        if "length" in entry and entry["length"] != len(episode):
+            raise EpisodeError(f"{self.root / name}: manifest says {entry['length']} frames, files hold {len(episode)}")
+        if self.image_shape and tuple(episode.frames.shape[1:]) != self.image_shape:
+            raise EpisodeError(f"{self.root / name}/frames.npy: frames are {episode.frames.shape[1:]}, "
+                               f"manifest image_shape is {self.image_shape}")
+        return episode
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def episode(self, name: str) -> Episode:
+        if name not in self.lengths:
+            raise KeyError(f"episode {name!r} is not in {self.root} (or was skipped as bad)")
+        episode = self._cache.pop(name, None) or load_episode(self.root / name)
+        self._cache[name] = episode  # most recently used last
+        if len(self._cache) > self.CACHE:
+            self._cache.pop(next(iter(self._cache)))
+        return episode
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers get the index, not the mapped arrays; they map their own.
+        return {**self.__dict__, "_cache": {}}
