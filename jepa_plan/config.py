@@ -63,6 +63,7 @@ class TrainerConfig:
     precision: str = "auto"  # bf16-mixed on a CUDA GPU with bf16, else 32-true
     max_steps: Optional[int] = None  # if set, caps every stage (else encoder/world_model.max_steps)
     val_check_interval: int = 250
+    limit_val_batches: Optional[int] = 40  # validation batches per check (None = the whole val split)
     checkpoint_every_n_steps: int = 100
     log_every_n_steps: int = 20
     progress_bar: bool = True
@@ -97,6 +98,35 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
+@dataclass
+class PlanConfig:
+    """Everything `plan.py` needs; saved resolved as `<output_dir>/config.yaml`."""
+
+    env: Any = None  # chosen by `env=<name>`
+    world_model: str = "checkpoint"  # checkpoint (a trained world_model.pt) | oracle (the env's own dynamics)
+    checkpoint: Optional[str] = None  # world_model.pt written by train.py
+    oracle_frameskip: int = 2  # env steps per model action, for world_model=oracle
+    oracle_wall_softness: float = 0.05  # smoothed wall gradients of the oracle (0 = exact)
+    planners: list = field(default_factory=lambda: ["grasp", "cem"])  # run on identical goals
+    # Per-name planner settings: `planner.cem.samples=100`; a name that is not a registered
+    # planner is a variant and says which one it is: `planner.grasp_cem.planner=grasp`.
+    planner: dict = field(default_factory=dict)
+    goals: str = "dataset"  # dataset | random | same_room | door | image
+    goal_image: Optional[str] = None  # for goals=image
+    data_dir: Optional[str] = None  # for goals=dataset; default: the data the model trained on
+    episodes: int = 50
+    horizon: int = 10  # model steps planned
+    mode: str = "mpc"  # mpc | open_loop
+    replan_every: int = 1  # model steps executed between replans (mpc)
+    max_steps: int = 60  # env-step budget per episode (mpc)
+    seed: int = 0
+    device: str = "auto"  # auto: cuda when available
+    threads: Optional[int] = None
+    videos: int = 8  # GIFs per planner (-1: every episode)
+    output_dir: str = "outputs/plan/${env.name}"
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
 # group -> (name table the group's `name` must be in, config dataclass for a name)
 GROUPS = {
     "env": (ENVS, lambda name: ENV_CONFIGS[name]),
@@ -114,14 +144,14 @@ def _check_name(group: str, name: str) -> None:
         )
 
 
-def _split_overrides(overrides: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+def _split_overrides(overrides: Sequence[str], group_names: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     """Separate group selections (`env=two_rooms`) from dotlist overrides (`encoder.depth=4`)."""
     groups, dotlist = {}, []
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"command-line item '{item}' is not key=value")
         key, value = item.split("=", 1)
-        if key in GROUPS:
+        if key in group_names:
             groups[key] = value
         else:
             dotlist.append(item)
@@ -154,18 +184,20 @@ def load_config(
     preset: str = "train",
     schema: type = TrainConfig,
     config_dir: Path = CONFIG_DIR,
+    groups: Sequence[str] = tuple(GROUPS),
 ) -> DictConfig:
     """Build, validate and resolve a run config.
 
-    `preset` names `configs/<preset>.yaml`; `overrides` are command-line items.
+    `preset` names `configs/<preset>.yaml`; `overrides` are command-line items; `groups` are
+    the component groups of `schema` (the others are plain keys there).
     Returns a read-only, fully resolved structured DictConfig.
     """
-    selected, dotlist = _split_overrides(overrides)
+    selected, dotlist = _split_overrides(overrides, groups)
     preset_path = config_dir / f"{preset}.yaml"
     preset_cfg = _load_yaml(preset_path) if preset_path.exists() else OmegaConf.create({})
 
     cfg = OmegaConf.structured(schema)
-    for group in GROUPS:
+    for group in groups:
         if group not in cfg:
             continue
         name = selected.get(group) or OmegaConf.select(preset_cfg, f"{group}.name") or DEFAULT_GROUPS[group]
@@ -183,7 +215,7 @@ def load_config(
             cfg[group].name = name
     cfg = _merge(cfg, OmegaConf.from_dotlist(dotlist), "the command line")
 
-    for group in GROUPS:
+    for group in groups:
         if group in cfg:
             _check_name(group, cfg[group].name)
     try:
@@ -197,6 +229,11 @@ def load_config(
 
 def _validate(cfg: DictConfig) -> None:
     """Value checks that the types alone cannot express."""
+    for key, choices in (("world_model", ("checkpoint", "oracle")), ("mode", ("mpc", "open_loop")),
+                         ("goals", ("dataset", "random", "same_room", "door", "image"))):
+        if isinstance(cfg.get(key, None), str) and key in PlanConfig.__dataclass_fields__ and "planners" in cfg:
+            if cfg[key] not in choices:
+                raise ConfigError(f"{key}='{cfg[key]}' is not one of {', '.join(choices)}")
     if "stage" in cfg and cfg.stage not in STAGES:
         raise ConfigError(f"stage='{cfg.stage}' is not one of {', '.join(STAGES)}")
     if "logger" in cfg and cfg.logger.wandb.mode not in WANDB_MODES:

@@ -141,6 +141,7 @@ def make_trainer(cfg: DictConfig, out: Path, stage: str, max_steps: int) -> L.Tr
         accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
         precision=resolve_precision(t.precision), max_steps=max_steps, max_epochs=-1,
         val_check_interval=min(t.val_check_interval, max_steps), check_val_every_n_epoch=None,
+        limit_val_batches=t.limit_val_batches if t.limit_val_batches is not None else 1.0,
         log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar,
         logger=make_loggers(cfg, out, stage), callbacks=callbacks, num_sanity_val_steps=0,
         enable_model_summary=False, default_root_dir=out)
@@ -265,7 +266,7 @@ def train_world_model(cfg: DictConfig, dm: EpisodeDataModule, out: Path) -> dict
         env = to_container(cfg.env)
         meta = {"encoder": enc_state["cfg"], "img_size": enc_state["img_size"], "predictor": wm_cfg, "env": env,
                 "env_action_low": dm.store.manifest["action_low"], "env_action_high": dm.store.manifest["action_high"],
-                "config": to_container(cfg)}
+                "config": to_container(cfg), "val_names": list(dm.val_names)}
         wm = WorldModel(encoder, module.predictor, frameskip=skip, meta=meta,
                         env_action_low=torch.tensor(meta["env_action_low"]),
                         env_action_high=torch.tensor(meta["env_action_high"]), **stats)

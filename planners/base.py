@@ -1,13 +1,19 @@
-"""What a planner may call on a world model, declared here so planners import nothing else.
+"""What a planner may call on a world model, declared here so planners import nothing else,
+and the one planner interface and result type every planner shares.
 
-`world_models.WorldModel` and the two_rooms oracle meet this protocol by shape alone.
+`world_models.WorldModel` and the two_rooms oracle meet the protocol by shape alone.
 """
 
 from __future__ import annotations
 
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import torch
+
+from planners.objective import Objective
 
 
 @runtime_checkable
@@ -32,3 +38,136 @@ class WorldModel(Protocol):
     def step(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor: ...
 
     def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor: ...
+
+
+# ----------------------------------------------------------------------------- model calls
+# bf16 autocast around world-model calls on GPU; planner variables stay fp32 (DESIGN.md,
+# precision). On CPU the model runs in fp32.
+
+
+def model_step(wm: WorldModel, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """`wm.step` under bf16 autocast on CUDA, output fp32: z [..., *S], a [..., A] -> [..., *S]."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=z.is_cuda):
+        return wm.step(z, a).float()
+
+
+def model_rollout(wm: WorldModel, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """`wm.rollout` under bf16 autocast on CUDA, output fp32: z0 [B, *S], actions [B, H, A] -> [B, H, *S]."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=z0.is_cuda):
+        return wm.rollout(z0, actions).float()
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard normal noise on `device`, drawn from `generator` (on whatever device it lives)."""
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+
+def start_actions(init: torch.Tensor | None, batch: int, horizon: int, low: torch.Tensor,
+                  high: torch.Tensor) -> torch.Tensor:
+    """The warm start `init` [B, H, A], or zeros clamped into the box (a normalised zero may lie outside it)."""
+    if init is not None:
+        return init.clone()
+    zeros = torch.zeros(batch, horizon, low.numel(), device=low.device)
+    return torch.maximum(torch.minimum(zeros, high), low)
+
+
+# ----------------------------------------------------------------------------- result and config
+
+
+@dataclass
+class PlanResult:
+    """What `Planner.plan` returns for B episodes planned at once.
+
+    - `actions [B, H, A]`: model-space actions inside the world model's action box
+    - `cost [B]`: the shared objective of `actions` rolled out through the model
+    - `cost_trace [iters, B]`: per-iteration cost (each planner documents which cost)
+    - `transitions`: (z, a) pairs passed through `wm.step`, backward passes not counted
+    - `seconds`: wall time of the call, CUDA synchronised once at the end
+    - `states [B, H - 1, *S] | None`: GRASP's virtual states s_1..s_{H-1} at the end
+    """
+
+    actions: torch.Tensor
+    cost: torch.Tensor
+    cost_trace: torch.Tensor
+    transitions: int
+    seconds: float
+    states: torch.Tensor | None = field(default=None, repr=False)
+
+
+@dataclass
+class PlannerConfig:
+    """Fields every planner shares: the objective (planners/objective.py)."""
+
+    metric: str = "l2"  # l2 | l1 | cosine, per predicted step
+    reduce: str = "all"  # all (summed over steps) | last; summed lifted CEM 54% -> 96% (DESIGN.md)
+
+    def __post_init__(self):
+        Objective(self.metric, self.reduce)  # raises on an unknown metric or reduction
+        if getattr(self, "iterations", 1) < 1:
+            raise ValueError(f"{type(self).__name__}: iterations={self.iterations} must be at least 1")
+
+
+def check_choice(config: PlannerConfig, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    if value not in choices:
+        raise ValueError(f"{type(config).__name__}.{name}={value!r}; valid: {list(choices)}")
+
+
+# ----------------------------------------------------------------------------- planner
+
+
+@dataclass
+class Search:
+    """What a planner's inner search hands back to `Planner.plan`."""
+
+    actions: torch.Tensor  # [B, H, A]
+    cost_trace: torch.Tensor  # [iters, B]
+    transitions: int  # counted analytically, final evaluation excluded
+    states: torch.Tensor | None = None
+
+
+class Planner(ABC):
+    """Plan B episodes at once toward encoded goals.
+
+    `plan(wm, z0 [B, *S], goal [B, *S], horizon, init [B, H, A] | None, generator) -> PlanResult`.
+    Subclasses implement `search`; this class checks shapes, clamps the actions to the box,
+    scores them with the shared objective, counts transitions and times the call.
+    No Python loop over episodes and no host sync inside any iteration loop.
+    """
+
+    def __init__(self, config: PlannerConfig):
+        self.config = config
+        self.objective = Objective(config.metric, config.reduce)
+
+    def plan(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, horizon: int,
+             init: torch.Tensor | None = None, generator: torch.Generator | None = None) -> PlanResult:
+        start = time.perf_counter()
+        batch = z0.shape[0]
+        if goal.shape != z0.shape:
+            raise ValueError(f"goal {tuple(goal.shape)} must have the shape of z0 {tuple(z0.shape)}")
+        if horizon < 1:
+            raise ValueError(f"horizon={horizon} must be at least 1")
+        if init is not None and init.shape != (batch, horizon, wm.action_dim):
+            raise ValueError(f"init must be [B, H, A] = {[batch, horizon, wm.action_dim]}, got {list(init.shape)}")
+        z0, goal = z0.float(), goal.float()
+        low = wm.action_low.to(z0.device, torch.float32)
+        high = wm.action_high.to(z0.device, torch.float32)
+        init = None if init is None else torch.maximum(torch.minimum(init.float().to(z0.device), high), low)
+
+        found = self.search(wm, z0, goal, horizon, init, generator, low, high)
+        actions = torch.maximum(torch.minimum(found.actions.detach(), high), low)
+        with torch.no_grad():
+            cost = self.objective(model_rollout(wm, z0, actions), goal)
+        if z0.is_cuda:
+            torch.cuda.synchronize(z0.device)
+        return PlanResult(actions=actions, cost=cost, cost_trace=found.cost_trace.detach(),
+                          transitions=found.transitions + batch * horizon,
+                          seconds=time.perf_counter() - start, states=found.states)
+
+    @abstractmethod
+    def search(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, horizon: int,
+               init: torch.Tensor | None, generator: torch.Generator | None,
+               low: torch.Tensor, high: torch.Tensor) -> Search:
+        """z0, goal fp32 [B, *S]; init [B, H, A] inside [low, high] or None -> Search."""

@@ -467,3 +467,30 @@ class TwoRoomsEnv(gym.Env):
     def room_of(states) -> np.ndarray:
         """states [..., 2] -> -1 (left) / +1 (right)."""
         return room_of(states)
+
+
+class TwoRoomsBatch:
+    """N two_rooms episodes stepped together (evaluation): states [N, 2] in, frames out.
+
+    The MPC loop drives every episode of a run at once through this, never a Python loop
+    over episodes.
+    """
+
+    def __init__(self, cfg: TwoRoomsConfig):
+        self.cfg = cfg
+        self.geo = geometry(cfg)
+
+    def step(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """states [N, 2], env actions [N, 2] -> next states [N, 2]."""
+        return step_states(states, actions, self.cfg)
+
+    def render(self, states: np.ndarray) -> np.ndarray:
+        """states [N, 2] -> uint8 [N, H, W, 3]."""
+        return render_states(states, self.cfg)
+
+    def distance(self, states: np.ndarray, goal_states: np.ndarray) -> np.ndarray:
+        """[N, 2], [N, 2] -> Euclidean distance [N] (NaN where the goal state is unknown)."""
+        return np.linalg.norm(np.asarray(states, np.float32) - np.asarray(goal_states, np.float32), axis=-1)
+
+    def is_success(self, states: np.ndarray, goal_states: np.ndarray) -> np.ndarray:
+        return self.distance(states, goal_states) < self.cfg.success_radius

@@ -1,0 +1,110 @@
+"""Run a planner on a set of start/goal pairs: model-predictive control or open loop.
+
+All N episodes advance together: one batched `planner.plan` per replan, one vectorised env
+step per env step. Host syncs happen between replans (to step the env), never inside a
+planner's iterations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from jepa_plan.evaluation.goals import GoalSet
+
+NONFINITE = "world model returned NaN or inf"
+
+
+@dataclass
+class EpisodeLog:
+    """What happened in N episodes under one planner.
+
+    success bool [N]; success_step int [N] (env steps to success, -1 if never);
+    seconds_to_success float [N] (planning wall seconds spent up to the replan whose actions
+    reached the goal, NaN if never); final_distance float [N] (true state distance at the end);
+    model_cost float [N] (the planner's objective of its last plan: the model-side figure);
+    failure str [N] ("" when the episode ran normally); frames uint8 [N, T+1, H, W, 3]
+    (executed frames); replan_seconds list[float] (one batched call each); transitions
+    int (summed over replans); cost_traces list of [iters] mean-over-episodes traces.
+    """
+
+    success: np.ndarray
+    success_step: np.ndarray
+    seconds_to_success: np.ndarray
+    final_distance: np.ndarray
+    model_cost: np.ndarray
+    failure: np.ndarray
+    frames: np.ndarray
+    replan_seconds: list[float] = field(default_factory=list)
+    transitions: int = 0
+    cost_traces: list[np.ndarray] = field(default_factory=list)
+
+
+def run_episodes(wm, planner, env, goals: GoalSet, *, horizon: int, mode: str = "mpc", replan_every: int = 1,
+                 max_steps: int = 60, device: str | torch.device = "cpu", seed: int = 0) -> EpisodeLog:
+    """Plan and act in all episodes of `goals` at once.
+
+    mode "mpc": plan `horizon` model steps, execute the first `replan_every`, replan, until
+    success or `max_steps` env steps. mode "open_loop": plan once, execute the whole plan
+    (horizon * frameskip env steps). Episodes stop at success; an episode whose plan is not
+    finite is marked failed with the reason, and the others go on.
+    """
+    if mode not in ("mpc", "open_loop"):
+        raise ValueError(f"mode={mode!r}; valid: mpc, open_loop")
+    n, skip = len(goals), wm.frameskip
+    generator = torch.Generator(device=device).manual_seed(seed)
+    states = goals.start_states.astype(np.float32).copy()
+    goal_states = goals.goal_states.astype(np.float32)
+    goal_z = wm.encode(torch.from_numpy(goals.goal_frames).permute(0, 3, 1, 2)[:, None].to(device))[:, 0]
+    budget = horizon * skip if mode == "open_loop" else max_steps
+    execute = horizon if mode == "open_loop" else min(replan_every, horizon)
+
+    done = env.is_success(states, goal_states)  # NaN goals compare False
+    success_step = np.where(done, 0, -1)
+    seconds_to_success = np.where(done, 0.0, np.nan)
+    failure = np.full(n, "", dtype=object)
+    model_cost = np.full(n, np.nan)
+    frames = [env.render(states)]
+    log = EpisodeLog(done.copy(), success_step, seconds_to_success, np.zeros(n), model_cost, failure, np.empty(0))
+    planning_seconds, warm, t = 0.0, None, 0
+    while t < budget and not (done | (failure != "")).all():
+        # Plan for every episode (finished ones ride along; batching beats masking here).
+        z0 = wm.encode(torch.from_numpy(env.render(states)).permute(0, 3, 1, 2)[:, None].to(device))[:, 0]
+        result = planner.plan(wm, z0, goal_z, horizon, init=warm, generator=generator)
+        planning_seconds += result.seconds
+        log.replan_seconds.append(result.seconds)
+        log.transitions += result.transitions
+        log.cost_traces.append(result.cost_trace.float().mean(dim=1).cpu().numpy())
+        actions = result.actions
+        finite = (torch.isfinite(actions).flatten(1).all(dim=1) & torch.isfinite(result.cost)).cpu().numpy()
+        finite &= np.isfinite(z0.flatten(1).cpu().numpy()).all(axis=1)
+        newly_bad = ~finite & (failure == "") & ~done
+        failure[newly_bad] = NONFINITE
+        model_cost[:] = np.where(finite, result.cost.float().cpu().numpy(), model_cost)
+
+        # Execute: model actions -> frameskip env actions each, in the env's box.
+        chunk = wm.env_actions(torch.nan_to_num(actions[:, :execute])).reshape(n, -1, 2)
+        chunk = chunk.clamp(-1, 1).cpu().numpy()
+        for j in range(min(len(chunk[0]), budget - t)):
+            active = ~done & (failure == "")
+            if not active.any():
+                break
+            states[active] = env.step(states[active], chunk[active, j])
+            t += 1
+            reached = active & env.is_success(states, goal_states)
+            done |= reached
+            success_step[reached] = t
+            seconds_to_success[reached] = planning_seconds
+            frames.append(env.render(states))
+        # Warm start: the rest of the plan, shifted, its tail repeated (GRASP / CEM under MPC).
+        warm = torch.cat([actions[:, execute:], actions[:, -1:].expand(-1, min(execute, horizon), -1)], dim=1)
+        warm = torch.nan_to_num(warm)[:, :horizon]
+        if mode == "open_loop":
+            break
+
+    log.success = done
+    log.final_distance = env.distance(states, goal_states)
+    log.frames = np.stack(frames, axis=1)
+    return log

@@ -1,0 +1,117 @@
+"""Goal sources, the batched MPC loop on the oracle, and the report writers."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jepa_plan.envs.oracle import TwoRoomsOracle
+from jepa_plan.envs.two_rooms import TwoRoomsBatch, TwoRoomsConfig, geometry, render_states, room_of
+from jepa_plan.evaluation.goals import GoalError, load_goal_image, make_goals
+from jepa_plan.evaluation.mpc import NONFINITE, run_episodes
+from jepa_plan.evaluation.report import format_table, summarize, wilson_interval, write_episodes_csv, write_gifs
+from planners import build_planner
+
+CFG = TwoRoomsConfig(resolution=32)
+
+
+def test_goal_sources_put_goals_where_they_say():
+    rng = np.random.default_rng(0)
+    same = make_goals("same_room", CFG, 40, rng)
+    door = make_goals("door", CFG, 40, rng)
+    assert (room_of(same.start_states) == room_of(same.goal_states)).all()
+    assert (room_of(door.start_states) != room_of(door.goal_states)).all()
+    assert (np.abs(door.goal_states[:, 0]) >= geometry(CFG).wall_x).all()  # in a room, not in the door
+    assert np.linalg.norm(same.start_states - same.goal_states, axis=1).min() >= 2 * CFG.success_radius
+    assert same.goal_frames.shape == (40, 32, 32, 3) and same.goal_frames.dtype == np.uint8
+    np.testing.assert_array_equal(same.goal_frames[3], render_states(same.goal_states[3:4], CFG)[0])
+    with pytest.raises(GoalError, match="unknown goal source 'maze'"):
+        make_goals("maze", CFG, 1, rng)
+
+
+def test_goal_image_is_resized_converted_or_rejected(tmp_path):
+    frame = render_states(np.array([[0.5, -0.5]], np.float32), TwoRoomsConfig(resolution=64))[0]
+    Image.fromarray(frame).convert("RGBA").save(tmp_path / "big.png")
+    image = load_goal_image(str(tmp_path / "big.png"), 32)
+    assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+    goals = make_goals("image", CFG, 3, np.random.default_rng(0), image=str(tmp_path / "big.png"))
+    np.testing.assert_allclose(goals.goal_states[0], [0.5, -0.5], atol=0.08)  # read off the resized image
+
+    Image.new("RGB", (40, 20)).save(tmp_path / "wide.png")
+    with pytest.raises(GoalError, match=r"wide.png: 40x20 is not square"):
+        load_goal_image(str(tmp_path / "wide.png"), 32)
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(GoalError, match="junk.png: not a readable image"):
+        load_goal_image(str(tmp_path / "junk.png"), 32)
+    with pytest.raises(GoalError, match="missing.png: file not found"):
+        load_goal_image(str(tmp_path / "missing.png"), 32)
+
+
+def test_mpc_on_the_oracle_reaches_same_room_goals():
+    goals = make_goals("same_room", CFG, 6, np.random.default_rng(1))
+    oracle = TwoRoomsOracle(CFG, frameskip=2)
+    planner = build_planner("cem", samples=64, iterations=5, elites=8)
+    log = run_episodes(oracle, planner, TwoRoomsBatch(CFG), goals, horizon=5, max_steps=40)
+    assert log.success.all()
+    assert (log.success_step > 0).all() and (log.final_distance < CFG.success_radius).all()
+    assert log.frames.shape[:2] == (6, log.success_step.max() + 1)
+    assert len(log.replan_seconds) >= 1 and log.transitions > 0
+    summary = summarize(log)
+    assert summary["success_rate"] == 1.0 and summary["episodes"] == 6
+
+
+class NaNForSomeEpisodes(torch.nn.Module):
+    """The oracle, except that episodes whose state x > 0 predict NaN."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = TwoRoomsOracle(CFG, frameskip=1)
+        self.frameskip, self.action_low, self.action_high = 1, self.inner.action_low, self.inner.action_high
+        self.action_dim = self.inner.action_dim
+
+    def encode(self, frames):
+        return self.inner.encode(frames)
+
+    def step(self, z, a):
+        nxt = self.inner.step(z, a)
+        return torch.where(z[..., :1] > 0, torch.full_like(nxt, float("nan")), nxt)
+
+    def rollout(self, z0, actions):
+        z, out = z0, []
+        for t in range(actions.shape[1]):
+            z = self.step(z, actions[:, t])
+            out.append(z)
+        return torch.stack(out, 1)
+
+    def env_actions(self, a):
+        return self.inner.env_actions(a)
+
+
+def test_nonfinite_world_model_fails_those_episodes_and_the_run_goes_on():
+    goals = make_goals("same_room", CFG, 8, np.random.default_rng(2))
+    right = goals.start_states[:, 0] > 0
+    assert right.any() and (~right).any()
+    log = run_episodes(NaNForSomeEpisodes(), build_planner("cem", samples=32, iterations=4, elites=4),
+                       TwoRoomsBatch(CFG), goals, horizon=4, max_steps=30)
+    assert (log.failure[right] == NONFINITE).all() and not log.success[right].any()
+    assert (log.failure[~right] == "").all() and log.success[~right].all()
+    assert summarize(log)["failures"] == {NONFINITE: int(right.sum())}
+
+
+def test_wilson_interval_and_reports(tmp_path):
+    lo, hi = wilson_interval(50, 50)
+    assert hi == 1.0 and 0.9 < lo < 0.95
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and 0.2 < hi < 0.35
+    goals = make_goals("same_room", CFG, 3, np.random.default_rng(3))
+    log = run_episodes(TwoRoomsOracle(CFG, frameskip=2), build_planner("cem", samples=32, iterations=3, elites=4),
+                       TwoRoomsBatch(CFG), goals, horizon=4, max_steps=30)
+    table = format_table({"cem": summarize(log)}, "title")
+    assert "cem" in table and "95% CI" in table
+    path = write_episodes_csv(tmp_path, {"cem": log}, goals)
+    assert len(path.read_text().splitlines()) == 4
+    gifs = write_gifs(tmp_path, "cem", log, goals.goal_frames, limit=2)
+    assert len(gifs) == 2 and Image.open(gifs[0]).n_frames >= 2
+    json.dumps(summarize(log))  # plain types only

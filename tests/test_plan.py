@@ -1,0 +1,78 @@
+"""End to end: plan.py on the oracle and on a tiny trained checkpoint; its errors name the input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import tiny_overrides
+from jepa_plan.config import ConfigError, PlanConfig, load_config
+from jepa_plan.planning import run
+from jepa_plan.training import run as train
+from world_models import CheckpointError
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["planner.cem.samples=32", "planner.cem.iterations=3", "planner.cem.elites=4",
+        "planner.grasp.iterations=20", "planner.grasp.sync_every=10", "planner.grasp.sync_steps=2",
+        "planner.grasp_cem_sync.iterations=20", "planner.grasp_cem_sync.sync_every=10",
+        "planner.grasp_cem_sync.sync_steps=2", "planner.grasp_cem_sync.sync_samples=16",
+        "planner.grasp_cem_sync.sync_elites=4"]
+
+
+def plan_config(tmp_path, *items):
+    return load_config([f"output_dir={tmp_path / 'plan'}", "logger.wandb.mode=disabled", "videos=2", *FAST, *items],
+                       preset="plan", schema=PlanConfig, groups=("env",))
+
+
+def test_plan_on_the_oracle_writes_every_report(tmp_path):
+    cfg = plan_config(tmp_path, "world_model=oracle", "goals=same_room", "episodes=4", "horizon=4",
+                      "planners=[cem,grasp,grasp_cem_sync]", "max_steps=30", "env.resolution=32")
+    result = run(cfg)
+    out = tmp_path / "plan"
+    data = json.loads((out / "results.json").read_text())
+    assert set(data["planners"]) == {"cem", "grasp", "grasp_cem_sync"}
+    for summary in data["planners"].values():
+        assert {"success_rate", "success_ci95", "median_seconds_to_success", "seconds_per_replan", "transitions",
+                "episodes"} <= set(summary)
+        assert summary["episodes"] == 4
+    assert data["config"]["goals"] == "same_room" and result["planners"]["cem"]["success_rate"] == 1.0
+    rows = (out / "episodes.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 4
+    for name in ("cost_vs_iteration.png", "success_vs_time.png", "config.yaml", "videos/cem/ep_001.gif"):
+        assert (out / name).exists(), name
+
+
+def test_plan_cli_with_a_trained_checkpoint_on_dataset_goals(tmp_path):
+    overrides = tiny_overrides(tmp_path, steps=2)
+    train(load_config(overrides))
+    ckpt = tmp_path / "run" / "world_model.pt"
+    cmd = [sys.executable, str(REPO / "plan.py"), f"checkpoint={ckpt}", "episodes=3", "horizon=3", "max_steps=6",
+           "env.resolution=32", "planners=[grasp,cem]", f"output_dir={tmp_path / 'plan'}", "logger.wandb.mode=offline",
+           *FAST]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "dataset goals" in proc.stdout and "95% CI" in proc.stdout
+    data = json.loads((tmp_path / "plan" / "results.json").read_text())
+    assert data["planners"]["grasp"]["episodes"] == 3
+    assert list((tmp_path / "plan" / "wandb").glob("offline-run-*"))
+
+    # Incompatible: the checkpoint was trained at 32 px, this run would plan at 64 px.
+    with pytest.raises(CheckpointError, match=r"world_model.pt: trained on env 'two_rooms' at 32 px"):
+        run(plan_config(tmp_path, f"checkpoint={ckpt}", "episodes=1"))
+
+
+def test_plan_errors_name_the_input(tmp_path):
+    with pytest.raises(CheckpointError, match="nope.pt: world-model checkpoint not found"):
+        run(plan_config(tmp_path, f"checkpoint={tmp_path / 'nope.pt'}"))
+    with pytest.raises(ConfigError, match="needs checkpoint=PATH"):
+        run(plan_config(tmp_path))
+    with pytest.raises(ConfigError, match="unknown planner 'ilqr'; registered planners: cem, gd, grasp, latco, mppi"):
+        run(plan_config(tmp_path, "world_model=oracle", "planners=[ilqr]"))
+    with pytest.raises(ConfigError, match="planner.cem: .*unknown config keys \\['sampels'\\]"):
+        run(plan_config(tmp_path, "world_model=oracle", "planners=[cem]", "planner.cem.sampels=3"))
+    with pytest.raises(ConfigError, match="goals='maze' is not one of"):
+        plan_config(tmp_path, "goals=maze")
+    with pytest.raises(ConfigError, match="goal image .*missing.png: file not found"):
+        run(plan_config(tmp_path, "world_model=oracle", "goals=image", f"goal_image={tmp_path / 'missing.png'}"))
