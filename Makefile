@@ -17,11 +17,13 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# Train (stages already done are skipped; a killed run resumes), then plan with GRASP and CEM.
 demo: $(STAMP)
 	$(PY) train.py resume=true
+	$(PY) plan.py checkpoint=outputs/train/two_rooms/world_model.pt planners=[grasp,cem]
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf outputs data wandb lightning_logs
+	rm -rf outputs data/two_rooms wandb lightning_logs
