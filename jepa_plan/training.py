@@ -309,7 +309,8 @@ def run(cfg: DictConfig) -> dict:
             log(f"world-model stage already done ({out / 'world_model.pt'}), skipping")
         else:
             result = train_world_model(cfg, dm, out)
-    log(f"done in {time.time() - started:.0f}s; files in {out}/ (world model: {out / 'world_model.pt'})")
+    done = f" (world model: {out / 'world_model.pt'})" if (out / "world_model.pt").exists() else ""
+    log(f"done in {time.time() - started:.0f}s; files in {out}/{done}")
     return result
 
 
