@@ -22,27 +22,15 @@ def encode_episodes(encoder, episodes: Iterable, batch_frames: int = 512, device
     `latents [N,D]`, `actions [N,A]`, `states [N,S]` and `lengths [E]`.
     """
     latents, actions, states, lengths = [], [], [], []
-    pending, pending_frames = [], 0
     encoder = encoder.to(device).eval()
-
-    def flush() -> None:
-        nonlocal pending, pending_frames
-        if pending:
-            chunk = torch.from_numpy(np.concatenate(pending)).permute(0, 3, 1, 2).unsqueeze(1).to(device)
-            latents.append(encoder.embed_frames(chunk)[:, 0].float().cpu())  # [n,1,3,H,W]: frames encoded alone
-        pending, pending_frames = [], 0
-
-    # Frames of consecutive episodes share batches: short episodes would leave the encoder idle.
     for ep in episodes:
         for start in range(0, len(ep.frames), batch_frames):
-            pending.append(np.array(ep.frames[start:start + batch_frames]))  # copy out of the mmap
-            pending_frames += len(pending[-1])
-            if pending_frames >= batch_frames:
-                flush()
+            chunk = torch.from_numpy(np.array(ep.frames[start:start + batch_frames]))  # copy out of the mmap
+            chunk = chunk.permute(0, 3, 1, 2).unsqueeze(1).to(device)  # [n,1,3,H,W]: frames encoded alone
+            latents.append(encoder.embed_frames(chunk)[:, 0].float().cpu())
         actions.append(torch.from_numpy(np.asarray(ep.actions, dtype=np.float32)))
         states.append(torch.from_numpy(np.asarray(ep.states, dtype=np.float32)))
         lengths.append(len(ep.frames))
-    flush()
     return {"latents": torch.cat(latents), "actions": torch.cat(actions), "states": torch.cat(states),
             "lengths": torch.tensor(lengths)}
 

@@ -1,7 +1,7 @@
 """Planner benchmark: horizon x planner on one world model and the same goals (not a test).
 
-    python benchmarks/planners.py world_model=oracle goals=door horizons=[10,20,30] planners=[grasp,cem,gd,mppi]
-    python benchmarks/planners.py checkpoint=outputs/train/two_rooms/world_model.pt goals=same_room episodes=50
+    python benchmarks/bench_planners.py world_model=oracle goals=door horizons=[10,20,30] planners=[grasp,cem,gd,mppi]
+    python benchmarks/bench_planners.py checkpoint=outputs/train/two_rooms/world_model.pt goals=same_room episodes=50
 
 Takes every key of plan.py's config (configs/plan.yaml) plus `horizons` and `devices`
 (default: cpu, and cuda when a GPU is present). For each device and horizon it runs every
