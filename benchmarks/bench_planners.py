@@ -27,7 +27,7 @@ from jepa_plan.config import ConfigError, PlanConfig, load_config, to_dataclass
 from jepa_plan.envs import ENV_CONFIGS
 from jepa_plan.envs.two_rooms import TwoRoomsBatch
 from jepa_plan.evaluation.mpc import run_episodes
-from jepa_plan.evaluation.report import summarize
+from jepa_plan.evaluation.report import new_axes, save_figure, summarize
 from jepa_plan.planning import build_planners, goal_set, load_world_model
 
 
@@ -39,12 +39,7 @@ class BenchConfig(PlanConfig):
 
 
 def plot(rows: list[dict], x: str, xlabel: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_axes()
     for (device, name) in sorted({(r["device"], r["planner"]) for r in rows}):
         pts = sorted((r[x], r["success_rate"], r["horizon"]) for r in rows if r["planner"] == name and r["device"] == device)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{name} ({device})")
@@ -52,9 +47,7 @@ def plot(rows: list[dict], x: str, xlabel: str, path: Path) -> None:
             ax.annotate(f"H{h}", (px, py), fontsize=7)
     ax.set(xscale="log", xlabel=xlabel, ylabel="success rate", ylim=(-0.02, 1.02))
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         wm = load_world_model(cfg, env_cfg, torch.device(device))
         for horizon in cfg.horizons:
             # Same goals for every planner at this horizon (and on every device).
-            goals = goal_set(_with_horizon(cfg, horizon), env_cfg, wm, np.random.default_rng(cfg.seed))
+            goals = goal_set(cfg, env_cfg, wm, np.random.default_rng(cfg.seed), horizon=horizon)
             for name, planner in planners.items():
                 log = run_episodes(wm, planner, env, goals, horizon=horizon, mode=cfg.mode,
                                    replan_every=cfg.replan_every, max_steps=cfg.max_steps, device=device, seed=cfg.seed)
@@ -106,14 +99,6 @@ def main(argv: list[str] | None = None) -> None:
     plot(rows, "seconds_per_replan", "median seconds per replan", out / "success_vs_seconds.png")
     plot(rows, "transitions_per_replan", "transitions evaluated per replan", out / "success_vs_transitions.png")
     print(f"wrote {out}/bench.csv, bench.md and plots")
-
-
-def _with_horizon(cfg, horizon: int):
-    from omegaconf import OmegaConf
-
-    copy = OmegaConf.to_container(cfg, resolve=True)
-    copy["horizon"] = horizon
-    return OmegaConf.create(copy)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from encoders.vit import sincos_pos_embed_3d
+from encoders.vit import init_weights, sincos_pos_embed_3d
 
 
 class MaskedPredictor(nn.Module):
@@ -37,10 +37,7 @@ class MaskedPredictor(nn.Module):
         self.norm = nn.LayerNorm(pred_dim)
         self.proj = nn.Linear(pred_dim, dim)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
+        self.apply(init_weights)
 
     def forward(
         self,

@@ -95,7 +95,7 @@ class VideoViT(nn.Module):
             Block(dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def grid(self, num_frames: int) -> tuple[int, int, int]:
         """Token grid (T', Hp, Wp) of a clip of `num_frames` frames."""
@@ -136,7 +136,8 @@ class VideoViT(nn.Module):
         return self.forward(single).mean(dim=1).reshape(b, t, self.dim)
 
 
-def _init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
+    """ViT init (timm / V-JEPA): truncated-normal linear maps, zero biases, unit norms."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:

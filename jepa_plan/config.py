@@ -23,6 +23,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from encoders import ENCODERS
 from encoders.vjepa import EncoderConfig
 from jepa_plan.envs import ENV_CONFIGS, ENVS
+from jepa_plan.evaluation.goals import SOURCES as GOAL_SOURCES
 from world_models import PREDICTORS
 from world_models.module import WorldModelConfig
 
@@ -229,9 +230,9 @@ def load_config(
 
 def _validate(cfg: DictConfig) -> None:
     """Value checks that the types alone cannot express."""
-    for key, choices in (("world_model", ("checkpoint", "oracle")), ("mode", ("mpc", "open_loop")),
-                         ("goals", ("dataset", "random", "same_room", "door", "image"))):
-        if isinstance(cfg.get(key, None), str) and key in PlanConfig.__dataclass_fields__ and "planners" in cfg:
+    if "planners" in cfg:  # a planning run
+        for key, choices in (("world_model", ("checkpoint", "oracle")), ("mode", ("mpc", "open_loop")),
+                             ("goals", GOAL_SOURCES)):
             if cfg[key] not in choices:
                 raise ConfigError(f"{key}='{cfg[key]}' is not one of {', '.join(choices)}")
     if "stage" in cfg and cfg.stage not in STAGES:

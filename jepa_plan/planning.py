@@ -12,8 +12,6 @@ Files of a run, all under `output_dir`:
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from jepa_plan.evaluation.report import (
     write_gifs,
     write_results,
 )
+from jepa_plan.wandb_dirs import keep_wandb_files_in
 from planners import PLANNERS, Planner, build_planner
 from world_models import CheckpointError, WorldModel
 
@@ -85,7 +84,8 @@ def build_planners(cfg: DictConfig) -> dict[str, Planner]:
     return planners
 
 
-def goal_set(cfg: DictConfig, env_cfg, wm, rng: np.random.Generator):
+def goal_set(cfg: DictConfig, env_cfg, wm, rng: np.random.Generator, horizon: int | None = None):
+    """The run's goals; dataset goals lie `horizon` (default cfg.horizon) model steps ahead."""
     data_dir, val_names = cfg.data_dir, None
     if cfg.goals == "dataset" and isinstance(wm, WorldModel):
         trained = wm.meta.get("config", {})
@@ -93,7 +93,7 @@ def goal_set(cfg: DictConfig, env_cfg, wm, rng: np.random.Generator):
         val_names = wm.meta.get("val_names")  # held-out episodes, when the checkpoint records them
     if cfg.goals == "dataset" and data_dir is None:
         raise ConfigError("goals=dataset needs data_dir= (the oracle has no training data of its own)")
-    offset = cfg.horizon * wm.frameskip
+    offset = (horizon or cfg.horizon) * wm.frameskip
     return make_goals(cfg.goals, env_cfg, cfg.episodes, rng, offset=offset, data_dir=data_dir,
                       val_names=val_names, image=cfg.goal_image)
 
@@ -101,9 +101,7 @@ def goal_set(cfg: DictConfig, env_cfg, wm, rng: np.random.Generator):
 def log_to_wandb(cfg: DictConfig, out: Path, summaries: dict, plots: list[Path], gifs: dict[str, list[Path]]) -> None:
     if cfg.logger.wandb.mode == "disabled":
         return
-    for var, sub in (("WANDB_DIR", ""), ("WANDB_CACHE_DIR", "wandb/.cache"),
-                     ("WANDB_CONFIG_DIR", "wandb/.config"), ("WANDB_DATA_DIR", "wandb/.data")):
-        os.environ.setdefault(var, str((out / sub).resolve()))
+    keep_wandb_files_in(out)
     import wandb
 
     run = wandb.init(project=cfg.logger.wandb.project, entity=cfg.logger.wandb.entity, dir=str(out),

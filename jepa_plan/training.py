@@ -31,16 +31,16 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from encoders.vjepa import EncoderConfig, VJEPAModule
+from encoders.vjepa import EncoderConfig, VJEPAModule, build_encoder
 from jepa_plan.collect import collect_episodes
 from jepa_plan.config import ConfigError, load_config, to_container, to_dataclass
 from jepa_plan.data.datamodule import EpisodeDataModule
 from jepa_plan.envs import ENV_CONFIGS
+from jepa_plan.wandb_dirs import keep_wandb_files_in
 from world_models import WorldModel
 from world_models.diagnostics import readiness_table
 from world_models.latents import LatentSplit, encode_episodes, stack_actions, windows
 from world_models.module import WorldModelConfig, WorldModelModule
-from world_models.world_model import build_encoder
 
 ENCODER_FORMAT = "jepa_plan.encoder/v1"
 
@@ -110,10 +110,7 @@ def make_loggers(cfg: DictConfig, out: Path, stage: str) -> list:
     loggers = [CSVLogger(save_dir=out / stage, name="csv")]
     mode = cfg.logger.wandb.mode
     if mode != "disabled":
-        # Keep every W&B file inside the run folder, never under $HOME.
-        for var, sub in (("WANDB_DIR", ""), ("WANDB_CACHE_DIR", "wandb/.cache"),
-                         ("WANDB_CONFIG_DIR", "wandb/.config"), ("WANDB_DATA_DIR", "wandb/.data")):
-            os.environ.setdefault(var, str((out / sub).resolve()))
+        keep_wandb_files_in(out)
         id_file = out / stage / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.exists() else None
         logger = WandbLogger(project=cfg.logger.wandb.project, entity=cfg.logger.wandb.entity,
@@ -200,7 +197,7 @@ def load_encoder(path: Path):
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("format") != ENCODER_FORMAT:
         raise ConfigError(f"{path}: expected format {ENCODER_FORMAT!r}, found {state.get('format')!r}")
-    encoder = build_encoder(state["cfg"], state["img_size"])
+    encoder = build_encoder(EncoderConfig.from_dict(state["cfg"]), state["img_size"])
     encoder.load_state_dict(state["state_dict"])
     return encoder.requires_grad_(False).eval(), state
 

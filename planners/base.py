@@ -70,7 +70,7 @@ def start_actions(init: torch.Tensor | None, batch: int, horizon: int, low: torc
     if init is not None:
         return init.clone()
     zeros = torch.zeros(batch, horizon, low.numel(), device=low.device)
-    return torch.maximum(torch.minimum(zeros, high), low)
+    return torch.clamp(zeros, low, high)
 
 
 # ----------------------------------------------------------------------------- result and config
@@ -107,6 +107,13 @@ class PlannerConfig:
         Objective(self.metric, self.reduce)  # raises on an unknown metric or reduction
         if getattr(self, "iterations", 1) < 1:
             raise ValueError(f"{type(self).__name__}: iterations={self.iterations} must be at least 1")
+
+
+def check_elites(config: PlannerConfig, elites: str = "elites", samples: str = "samples") -> None:
+    """Sampling planners keep the top `elites` of `samples`: need 1 <= elites <= samples."""
+    e, k = getattr(config, elites), getattr(config, samples)
+    if not 1 <= e <= k:
+        raise ValueError(f"{type(config).__name__}: need 1 <= {elites} <= {samples}, got {elites}={e}, {samples}={k}")
 
 
 def check_choice(config: PlannerConfig, name: str, choices: tuple[str, ...]) -> None:
@@ -154,10 +161,10 @@ class Planner(ABC):
         z0, goal = z0.float(), goal.float()
         low = wm.action_low.to(z0.device, torch.float32)
         high = wm.action_high.to(z0.device, torch.float32)
-        init = None if init is None else torch.maximum(torch.minimum(init.float().to(z0.device), high), low)
+        init = None if init is None else torch.clamp(init.float().to(z0.device), low, high)
 
         found = self.search(wm, z0, goal, horizon, init, generator, low, high)
-        actions = torch.maximum(torch.minimum(found.actions.detach(), high), low)
+        actions = torch.clamp(found.actions.detach(), low, high)
         with torch.no_grad():
             cost = self.objective(model_rollout(wm, z0, actions), goal)
         if z0.is_cuda:

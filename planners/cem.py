@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from planners.base import Planner, PlannerConfig, Search, WorldModel, model_rollout, randn, start_actions
+from planners.base import (Planner, PlannerConfig, Search, WorldModel, check_elites, model_rollout, randn,
+                           start_actions)
 from planners.objective import Objective
 
 
@@ -27,9 +28,7 @@ class CEMConfig(PlannerConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not 1 <= self.elites <= self.samples:
-            raise ValueError(f"CEMConfig: need 1 <= elites <= samples, "
-                             f"got elites={self.elites}, samples={self.samples}")
+        check_elites(self)
 
 
 def sample_actions(mean: torch.Tensor, std: torch.Tensor, samples: int, low: torch.Tensor, high: torch.Tensor,
@@ -37,7 +36,7 @@ def sample_actions(mean: torch.Tensor, std: torch.Tensor, samples: int, low: tor
     """mean, std [B, H, A] -> K Gaussian sequences clamped to the box, [B, K, H, A]."""
     batch, horizon, dim = mean.shape
     noise = randn((batch, samples, horizon, dim), generator, mean.device)
-    return torch.maximum(torch.minimum(mean.unsqueeze(1) + std.unsqueeze(1) * noise, high), low)
+    return torch.clamp(mean.unsqueeze(1) + std.unsqueeze(1) * noise, low, high)
 
 
 def score_samples(wm: WorldModel, objective: Objective, z0: torch.Tensor, goal: torch.Tensor,

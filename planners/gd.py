@@ -41,7 +41,7 @@ def gd_descend(wm: WorldModel, objective: Objective, z0: torch.Tensor, goal: tor
             with torch.no_grad():
                 if noise > 0:
                     actions.add_(noise * randn(actions.shape, generator, actions.device))
-                actions.copy_(torch.maximum(torch.minimum(actions, high), low))
+                actions.clamp_(low, high)
             trace.append(cost.detach())
     return actions.detach(), torch.stack(trace)
 

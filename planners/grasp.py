@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
-from planners.base import (Planner, PlannerConfig, Search, WorldModel, check_choice, model_rollout, model_step,
-                           randn, start_actions)
+from planners.base import (Planner, PlannerConfig, Search, WorldModel, check_choice, check_elites, model_rollout,
+                           model_step, randn, start_actions)
 from planners.cem import cem_search
 from planners.gd import gd_descend
 from planners.objective import Objective
@@ -72,9 +72,7 @@ class GRASPConfig(PlannerConfig):
         check_choice(self, "state_init", STATE_INITS)
         if self.sync != "none" and self.sync_every < 1:
             raise ValueError(f"GRASPConfig: sync_every={self.sync_every} must be at least 1")
-        if not 1 <= self.sync_elites <= self.sync_samples:
-            raise ValueError(f"GRASPConfig: need 1 <= sync_elites <= sync_samples, "
-                             f"got {self.sync_elites}, {self.sync_samples}")
+        check_elites(self, "sync_elites", "sync_samples")
 
 
 class GRASPPlanner(Planner):
@@ -106,7 +104,7 @@ class GRASPPlanner(Planner):
                 with torch.no_grad():
                     if cfg.state_noise > 0:  # noise on the states only, never the actions
                         states.add_(cfg.state_noise * randn(states.shape, generator, states.device))
-                    actions.copy_(torch.maximum(torch.minimum(actions, high), low))
+                    actions.clamp_(low, high)
                 trace.append(loss.detach())
 
                 # Sync: refine the actions on the true rollout, then reset the states to it

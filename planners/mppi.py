@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from planners.base import Planner, PlannerConfig, Search, start_actions
+from planners.base import Planner, PlannerConfig, Search, check_elites, start_actions
 from planners.cem import elite_set, sample_actions, score_samples
 
 
@@ -31,9 +31,7 @@ class MPPIConfig(PlannerConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not 1 <= self.elites <= self.samples:
-            raise ValueError(f"MPPIConfig: need 1 <= elites <= samples, "
-                             f"got elites={self.elites}, samples={self.samples}")
+        check_elites(self)
 
 
 class MPPIPlanner(Planner):

@@ -10,16 +10,7 @@ from __future__ import annotations
 import torch
 
 from encoders.diagnostics import RidgeProbe, distance_rank_correlation
-
-
-@torch.no_grad()
-def rollout_latents(step, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """z0 [M, D], actions [M, K, A] -> predicted z_1..z_K [M, K, D]."""
-    z, out = z0, []
-    for k in range(actions.shape[1]):
-        z = step(z, actions[:, k])
-        out.append(z)
-    return torch.stack(out, dim=1)
+from world_models.world_model import rollout_steps
 
 
 @torch.no_grad()
@@ -34,7 +25,7 @@ def planning_readiness(step, train_z: torch.Tensor, train_states: torch.Tensor, 
     predicted latent vs from the repeated z_0 (Euclidean, state units).
     """
     z, a, s = val_windows["z"], val_windows["a"], val_windows["states"]
-    pred = rollout_latents(step, z[:, 0], a).float()  # [M, K, D]
+    pred = rollout_steps(step, z[:, 0], a).float()  # [M, K, D]; the caller's no_grad covers it
     target = z[:, 1:]
     repeat = z[:, :1].expand_as(target)
     probe = RidgeProbe().fit(train_z, train_states, alpha=ridge_alpha)

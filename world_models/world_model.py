@@ -17,19 +17,27 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from encoders import VideoViT
+from encoders import EncoderConfig, VideoViT, build_encoder
 from world_models.predictor import PREDICTORS
 
 FORMAT = "jepa_plan.world_model/v1"
 
 
+def rollout_steps(step, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Apply `step(z, a)` along the horizon: z0 [B, *S], actions [B, H, A] -> z_1..z_H [B, H, *S].
+
+    The one sequential rollout of every model (learned, oracle, diagnostics); gradients flow
+    unless the caller turns them off.
+    """
+    z, out = z0, []
+    for t in range(actions.shape[1]):
+        z = step(z, actions[:, t])
+        out.append(z)
+    return torch.stack(out, dim=1)
+
+
 class CheckpointError(ValueError):
     """A world-model checkpoint is missing, unreadable or not one of ours."""
-
-
-def build_encoder(cfg: dict, img_size: int) -> VideoViT:
-    return VideoViT(img_size=img_size, patch_size=cfg["patch_size"], tubelet_size=cfg["tubelet_size"],
-                    dim=cfg["dim"], depth=cfg["depth"], heads=cfg["heads"], mlp_ratio=cfg["mlp_ratio"])
 
 
 def build_predictor(cfg: dict, latent_dim: int, action_dim: int) -> nn.Module:
@@ -85,11 +93,7 @@ class WorldModel(nn.Module):
 
     def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Sequential rollout: z0 [B, D], actions [B, H, A] -> z [B, H, D] (z_1..z_H)."""
-        z, out = z0, []
-        for t in range(actions.shape[1]):
-            z = self.step(z, actions[:, t])
-            out.append(z)
-        return torch.stack(out, dim=1)
+        return rollout_steps(self.step, z0, actions)
 
     # -- conversions ---------------------------------------------------------------------
     def standardize(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -134,7 +138,7 @@ class WorldModel(nn.Module):
             raise CheckpointError(f"{path}: expected format '{FORMAT}', found {found!r}")
         meta = json.loads(state["meta"])
         buffers = state["buffers"]
-        encoder = build_encoder(meta["encoder"], meta["img_size"])
+        encoder = build_encoder(EncoderConfig.from_dict(meta["encoder"]), meta["img_size"])
         predictor = build_predictor(meta["predictor"], buffers["latent_mean"].numel(), buffers["action_mean"].numel())
         try:
             encoder.load_state_dict(state["encoder"])

@@ -122,12 +122,13 @@ def load_episode(path: str | Path) -> Episode:
 class EpisodeStore:
     """Validated, lazily opened episodes of one data set.
 
-    Opening checks every episode once (headers and sizes; actions and states are small and
-    read whole); the frames stay on disk. Bad episodes are skipped with a warning and listed
-    in `skipped` as (name, reason).
+    Opening checks every episode once (headers and sizes; actions and states are small, read
+    whole and kept); the frames stay on disk and are mapped again on demand, without
+    re-validating. Bad episodes are skipped with a warning and listed in `skipped` as
+    (name, reason).
     """
 
-    CACHE = 64  # open episodes kept mapped (each map holds a file descriptor)
+    CACHE = 64  # frame files kept mapped (each map holds a file descriptor)
 
     def __init__(self, root: str | Path, max_bad_fraction: float = 0.05):
         self.root = Path(root)
@@ -135,7 +136,8 @@ class EpisodeStore:
         self.image_shape = tuple(self.manifest.get("image_shape", ()))
         self.lengths: dict[str, int] = {}
         self.skipped: list[tuple[str, str]] = []
-        self._cache: dict[str, Episode] = {}
+        self._small: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (actions, states)
+        self._cache: dict[str, np.ndarray] = {}  # name -> mapped frames, most recently used last
         for entry in self.manifest["episodes"]:
             name = entry["name"]
             try:
@@ -145,6 +147,7 @@ class EpisodeStore:
                 warnings.warn(f"skipping episode {name}: {err}", UserWarning, stacklevel=2)
                 continue
             self.lengths[name] = len(episode)
+            self._small[name] = (episode.actions, episode.states)
         self.names = sorted(self.lengths)
         total = len(self.manifest["episodes"])
         if self.skipped and len(self.skipped) > max_bad_fraction * total:
@@ -171,11 +174,13 @@ class EpisodeStore:
     def episode(self, name: str) -> Episode:
         if name not in self.lengths:
             raise KeyError(f"episode {name!r} is not in {self.root} (or was skipped as bad)")
-        episode = self._cache.pop(name, None) or load_episode(self.root / name)
-        self._cache[name] = episode  # most recently used last
+        frames = self._cache.pop(name, None)
+        if frames is None:  # validated when the store opened: only the map is redone
+            frames = _open_array(self.root / name / "frames.npy", np.uint8, mmap=True)
+        self._cache[name] = frames
         if len(self._cache) > self.CACHE:
             self._cache.pop(next(iter(self._cache)))
-        return episode
+        return Episode(frames, *self._small[name])
 
     def __getstate__(self) -> dict:
         # DataLoader workers get the index, not the mapped arrays; they map their own.

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from jepa_plan.envs.two_rooms import AGENT_COLOUR, TwoRoomsConfig, _pixel_centres, geometry
+from world_models.world_model import rollout_steps
 
 # Sum of absolute RGB differences under which a pixel is the agent; the nearest other
 # colour in the scene (the left floor) is 260 away.
@@ -111,11 +112,7 @@ class TwoRoomsOracle(nn.Module):
 
     def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """z0 [B, 2], actions [B, H, A] -> states [B, H, 2] (z_1..z_H)."""
-        z, out = z0, []
-        for t in range(actions.shape[1]):
-            z = self.step(z, actions[:, t])
-            out.append(z)
-        return torch.stack(out, dim=1)
+        return rollout_steps(self.step, z0, actions)
 
     # -- conversions, as on the learned WorldModel -----------------------------------------
     def normalize_actions(self, env_actions: torch.Tensor) -> torch.Tensor:

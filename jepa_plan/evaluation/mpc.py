@@ -66,17 +66,17 @@ def run_episodes(wm, planner, env, goals: GoalSet, *, horizon: int, mode: str = 
     seconds_to_success = np.where(done, 0.0, np.nan)
     failure = np.full(n, "", dtype=object)
     model_cost = np.full(n, np.nan)
-    frames = [env.render(states)]
-    log = EpisodeLog(done.copy(), success_step, seconds_to_success, np.zeros(n), model_cost, failure, np.empty(0))
+    frames = [env.render(states)]  # frames[-1] is always the current observation
+    replan_seconds, cost_traces, transitions = [], [], 0
     planning_seconds, warm, t = 0.0, None, 0
     while t < budget and not (done | (failure != "")).all():
         # Plan for every episode (finished ones ride along; batching beats masking here).
-        z0 = wm.encode(torch.from_numpy(env.render(states)).permute(0, 3, 1, 2)[:, None].to(device))[:, 0]
+        z0 = wm.encode(torch.from_numpy(frames[-1]).permute(0, 3, 1, 2)[:, None].to(device))[:, 0]
         result = planner.plan(wm, z0, goal_z, horizon, init=warm, generator=generator)
         planning_seconds += result.seconds
-        log.replan_seconds.append(result.seconds)
-        log.transitions += result.transitions
-        log.cost_traces.append(result.cost_trace.float().mean(dim=1).cpu().numpy())
+        replan_seconds.append(result.seconds)
+        transitions += result.transitions
+        cost_traces.append(result.cost_trace.float().mean(dim=1).cpu().numpy())
         actions = result.actions
         finite = (torch.isfinite(actions).flatten(1).all(dim=1) & torch.isfinite(result.cost)).cpu().numpy()
         finite &= np.isfinite(z0.flatten(1).cpu().numpy()).all(axis=1)
@@ -104,7 +104,7 @@ def run_episodes(wm, planner, env, goals: GoalSet, *, horizon: int, mode: str = 
         if mode == "open_loop":
             break
 
-    log.success = done
-    log.final_distance = env.distance(states, goal_states)
-    log.frames = np.stack(frames, axis=1)
-    return log
+    return EpisodeLog(success=done, success_step=success_step, seconds_to_success=seconds_to_success,
+                      final_distance=env.distance(states, goal_states), model_cost=model_cost, failure=failure,
+                      frames=np.stack(frames, axis=1), replan_seconds=replan_seconds, transitions=transitions,
+                      cost_traces=cost_traces)

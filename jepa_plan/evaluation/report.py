@@ -91,35 +91,40 @@ def _num(x) -> str:
     return "" if not np.isfinite(x) else f"{float(x):.6g}"
 
 
-def plot_costs(out: Path, logs: dict[str, EpisodeLog]) -> Path:
-    """Cost vs iteration of each planner's first plan (mean over episodes), log scale."""
+def new_axes():
+    """A headless matplotlib figure and axes (imported here: only plotting needs matplotlib)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    return plt.subplots(figsize=(6, 4))
+
+
+def save_figure(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_costs(out: Path, logs: dict[str, EpisodeLog]) -> Path:
+    """Cost vs iteration of each planner's first plan (mean over episodes), log scale."""
+    fig, ax = new_axes()
     for name, log in logs.items():
         if log.cost_traces:
             trace = log.cost_traces[0]
             ax.plot(np.arange(1, len(trace) + 1), trace, label=name)
     ax.set(xlabel="iteration", ylabel="cost (mean over episodes)", yscale="log", title="first plan: cost vs iteration")
     ax.legend()
-    fig.tight_layout()
-    path = out / "cost_vs_iteration.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "cost_vs_iteration.png")
 
 
 def plot_success_vs_time(out: Path, logs: dict[str, EpisodeLog]) -> Path:
     """Fraction of episodes solved within t planning seconds, per planner."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_axes()
     for name, log in logs.items():
         times = np.sort(log.seconds_to_success[log.success])
         if len(times) == 0:
@@ -128,11 +133,7 @@ def plot_success_vs_time(out: Path, logs: dict[str, EpisodeLog]) -> Path:
         ax.step(np.concatenate([[0], times]), np.arange(len(times) + 1) / n, where="post", label=name)
     ax.set(xlabel="planning seconds", ylabel="success rate", ylim=(0, 1), title="success vs planning time")
     ax.legend()
-    fig.tight_layout()
-    path = out / "success_vs_time.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "success_vs_time.png")
 
 
 def write_gifs(out: Path, name: str, log: EpisodeLog, goal_frames: np.ndarray, limit: int | None = None,

@@ -13,6 +13,7 @@ from jepa_plan.evaluation.goals import GoalError, load_goal_image, make_goals
 from jepa_plan.evaluation.mpc import NONFINITE, run_episodes
 from jepa_plan.evaluation.report import format_table, summarize, wilson_interval, write_episodes_csv, write_gifs
 from planners import build_planner
+from world_models.world_model import rollout_steps
 
 CFG = TwoRoomsConfig(resolution=32)
 
@@ -79,11 +80,7 @@ class NaNForSomeEpisodes(torch.nn.Module):
         return torch.where(z[..., :1] > 0, torch.full_like(nxt, float("nan")), nxt)
 
     def rollout(self, z0, actions):
-        z, out = z0, []
-        for t in range(actions.shape[1]):
-            z = self.step(z, actions[:, t])
-            out.append(z)
-        return torch.stack(out, 1)
+        return rollout_steps(self.step, z0, actions)
 
     def env_actions(self, a):
         return self.inner.env_actions(a)

@@ -7,6 +7,7 @@ import torch
 from jepa_plan.envs.oracle import TwoRoomsOracle
 from jepa_plan.envs.two_rooms import TwoRoomsConfig
 from planners import GRASPPlanner, LatCoConfig, build_planner
+from world_models.world_model import rollout_steps
 
 ORACLE = TwoRoomsOracle(TwoRoomsConfig(), frameskip=1)
 Z0 = torch.tensor([[0.3, 0.2], [0.5, -0.4], [0.6, 0.0]])
@@ -37,7 +38,7 @@ class Recorder:
         return z @ self.m + a @ self.n
 
     def rollout(self, z0, actions):
-        return torch.stack([z0 := self.step(z0, actions[:, t]) for t in range(actions.shape[1])], dim=1)
+        return rollout_steps(self.step, z0, actions)
 
 
 def plan(wm=ORACLE, horizon=5, seed=0, **overrides):

@@ -10,6 +10,7 @@ import torch
 from jepa_plan.envs.oracle import TwoRoomsOracle
 from jepa_plan.envs.two_rooms import TwoRoomsConfig
 from planners import PLANNERS, GRASPConfig, Objective, PlanResult, build_planner
+from world_models.world_model import rollout_steps
 
 CFG = TwoRoomsConfig()
 B, H = 6, 5
@@ -62,7 +63,7 @@ class Counting:
         return self.wm.step(z, a)
 
     def rollout(self, z0, actions):
-        return torch.stack([z0 := self.step(z0, actions[:, t]) for t in range(actions.shape[1])], dim=1)
+        return rollout_steps(self.step, z0, actions)
 
 
 class TokenModel:
@@ -83,7 +84,7 @@ class TokenModel:
         return z + (a @ self.weight).unflatten(-1, (3, 4))
 
     def rollout(self, z0, actions):
-        return torch.stack([z0 := self.step(z0, actions[:, t]) for t in range(actions.shape[1])], dim=1)
+        return rollout_steps(self.step, z0, actions)
 
 
 # ----------------------------------------------------------------------------- every planner
