@@ -21,6 +21,12 @@ virtual states jittered off the rollout and the lifted loss climbed between sync
 goals on the oracle: 22% vs 12% success with GD sync, 60% vs 48% with CEM sync). Standardised
 latents move by a similar amount per step, so sweep it on a learned model too.
 
+State noise is scale-dependent (the ports differ by 100x) and it mattered most: with the CEM
+sync, the per-step std is the virtual-vs-rollout gap, so noisy states make the sync explore.
+On door goals, noise 0.3 with a CEM sync every 100 lifted CEM-sync GRASP from 66% to 96% on the
+oracle and from 57% to 73% on the learned model (configs/plan.yaml's `grasp_cem_sync`). The
+default here stays the reference solver's 0.01.
+
 Sync: every `sync_every` iterations the actions are refined against the true shooting
 objective through `wm.rollout` (`sync="gd"`: a fresh Adam at 0.05 for `sync_steps` steps;
 `sync="cem"`: a short CEM whose per-step std is the virtual-vs-rolled-out gap plus 0.01),

@@ -76,3 +76,21 @@ def test_plan_errors_name_the_input(tmp_path):
         plan_config(tmp_path, "goals=maze")
     with pytest.raises(ConfigError, match="goal image .*missing.png: file not found"):
         run(plan_config(tmp_path, "world_model=oracle", "goals=image", f"goal_image={tmp_path / 'missing.png'}"))
+
+
+def test_each_grasp_ablation_in_plan_yaml_turns_off_one_ingredient(tmp_path):
+    """configs/plan.yaml's ablations differ from grasp_cem_sync in exactly the switch they name."""
+    from dataclasses import asdict
+
+    from jepa_plan.planning import build_planners
+
+    ablations = {"grasp_no_stop_grad": {"stop_grad": False}, "grasp_no_noise": {"state_noise": 0.0},
+                 "grasp_no_sync": {"sync": "none"}, "grasp_no_goal_term": {"gamma": 0.0}}
+    cfg = load_config([f"planners=[grasp_cem_sync,{','.join(ablations)}]"], preset="plan", schema=PlanConfig,
+                      groups=("env",))
+    planners = {name: asdict(p.config) for name, p in build_planners(cfg).items()}
+    tuned = planners["grasp_cem_sync"]
+    assert tuned["sync"] == "cem" and tuned["state_noise"] > 0 and tuned["stop_grad"] and tuned["gamma"] > 0
+    for name, switch in ablations.items():
+        changed = {k: v for k, v in planners[name].items() if v != tuned[k]}
+        assert changed == switch, name
