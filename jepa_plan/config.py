@@ -123,7 +123,7 @@ class PlanConfig:
     seed: int = 0
     device: str = "auto"  # auto: cuda when available
     threads: Optional[int] = None
-    videos: int = 8  # GIFs per planner (-1: every episode)
+    videos: int = -1  # GIFs per planner: -1 one per episode (about 13 KB each), N the first N, 0 none
     output_dir: str = "outputs/plan/${env.name}"
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
