@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"{cfg.goals} goals, {cfg.mode}, {len(goals)} episodes, budget {cfg.max_steps} env steps",
+    budget = f"budget {cfg.max_steps} env steps" if cfg.mode == "mpc" else "each plan executed whole"
+    lines = [f"{cfg.goals} goals, {cfg.mode}, {len(goals)} episodes, {budget}",
              "| device | H | planner | success | 95% CI | s/replan | transitions/replan | med s to success |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
