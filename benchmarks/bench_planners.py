@@ -26,9 +26,8 @@ import torch
 from jepa_plan.config import ConfigError, PlanConfig, load_config, to_dataclass
 from jepa_plan.envs import ENV_CONFIGS
 from jepa_plan.envs.two_rooms import TwoRoomsBatch
-from jepa_plan.evaluation.mpc import run_episodes
-from jepa_plan.evaluation.report import new_axes, save_figure, summarize
-from jepa_plan.planning import build_planners, goal_set, load_world_model
+from jepa_plan.evaluation.report import new_axes, save_figure
+from jepa_plan.planning import build_planners, goal_set, load_world_model, run_planners
 
 
 @dataclass
@@ -68,10 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         for horizon in cfg.horizons:
             # Same goals for every planner at this horizon (and on every device).
             goals = goal_set(cfg, env_cfg, wm, np.random.default_rng(cfg.seed), horizon=horizon)
-            for name, planner in planners.items():
-                log = run_episodes(wm, planner, env, goals, horizon=horizon, mode=cfg.mode,
-                                   replan_every=cfg.replan_every, max_steps=cfg.max_steps, device=device, seed=cfg.seed)
-                s = summarize(log)
+            for name, _, s in run_planners(cfg, wm, planners, env, goals, device, horizon):
                 row = {"device": device, "horizon": horizon, "planner": name, "success_rate": s["success_rate"],
                        "ci_low": s["success_ci95"][0], "ci_high": s["success_ci95"][1],
                        "seconds_per_replan": s["seconds_per_replan"], "transitions_per_replan": s["transitions_per_replan"],

@@ -98,6 +98,15 @@ def goal_set(cfg: DictConfig, env_cfg, wm, rng: np.random.Generator, horizon: in
                       val_names=val_names, image=cfg.goal_image)
 
 
+def run_planners(cfg: DictConfig, wm, planners: dict[str, Planner], env, goals, device: str | torch.device,
+                 horizon: int | None = None):
+    """Every planner in turn on the same goals: yields (name, EpisodeLog, summary) as each finishes."""
+    for name, planner in planners.items():
+        episodes = run_episodes(wm, planner, env, goals, horizon=horizon or cfg.horizon, mode=cfg.mode,
+                                replan_every=cfg.replan_every, max_steps=cfg.max_steps, device=device, seed=cfg.seed)
+        yield name, episodes, summarize(episodes)
+
+
 def log_to_wandb(cfg: DictConfig, out: Path, summaries: dict, plots: list[Path], gifs: dict[str, list[Path]]) -> None:
     if cfg.logger.wandb.mode == "disabled":
         return
@@ -142,11 +151,8 @@ def run(cfg: DictConfig) -> dict:
         + f", on {device}")
 
     logs, summaries = {}, {}
-    for name, planner in planners.items():
-        logs[name] = run_episodes(wm, planner, env, goals, horizon=cfg.horizon, mode=cfg.mode,
-                                  replan_every=cfg.replan_every, max_steps=cfg.max_steps, device=device, seed=cfg.seed)
-        summaries[name] = summarize(logs[name])
-        s = summaries[name]
+    for name, episodes, s in run_planners(cfg, wm, planners, env, goals, device):
+        logs[name], summaries[name] = episodes, s
         log(f"{name}: success {s['success_rate']:.0%}, {s['seconds_per_replan']:.3f} s per replan")
 
     title = f"{goals.kind} goals, {cfg.mode}, H={cfg.horizon}, {len(goals)} episodes"

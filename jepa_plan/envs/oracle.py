@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from jepa_plan.envs.two_rooms import AGENT_COLOUR, TwoRoomsConfig, _pixel_centres, geometry
+from jepa_plan.envs.two_rooms import AGENT_COLOUR, TwoRoomsConfig, geometry, pixel_centres
 from world_models.world_model import rollout_steps
 
 # Sum of absolute RGB differences under which a pixel is the agent; the nearest other
@@ -68,7 +68,7 @@ class TwoRoomsOracle(nn.Module):
         self.wall_softness = float(wall_softness)
         self.register_buffer("action_low", torch.full((2 * self.frameskip,), -1.0))
         self.register_buffer("action_high", torch.full((2 * self.frameskip,), 1.0))
-        x, y = _pixel_centres(self.cfg.resolution)
+        x, y = pixel_centres(self.cfg.resolution)
         self.register_buffer("pixel_x", torch.as_tensor(x, dtype=torch.float32))  # [W] by column
         self.register_buffer("pixel_y", torch.as_tensor(y, dtype=torch.float32))  # [H] by row
         self.register_buffer("agent_colour", torch.tensor(AGENT_COLOUR, dtype=torch.int32))

@@ -184,7 +184,7 @@ def sample_free_state(
 @functools.lru_cache(maxsize=8)
 def _background(resolution: int, wall_half_thickness: float, door_half_width: float) -> np.ndarray:
     """uint8 [H, W, 3] floors, wall and border; computed once per geometry, read-only."""
-    x, y = _pixel_centres(resolution)
+    x, y = pixel_centres(resolution)
     xx, yy = np.meshgrid(x, y)  # [H, W]: row i is y[i], column j is x[j]
     image = np.where((xx < 0)[..., None], LEFT_FLOOR, RIGHT_FLOOR).astype(np.uint8)
     border = (np.abs(xx) > 1 - wall_half_thickness) | (np.abs(yy) > 1 - wall_half_thickness)
@@ -194,7 +194,7 @@ def _background(resolution: int, wall_half_thickness: float, door_half_width: fl
     return image
 
 
-def _pixel_centres(resolution: int) -> tuple[np.ndarray, np.ndarray]:
+def pixel_centres(resolution: int) -> tuple[np.ndarray, np.ndarray]:
     """World x of each column and y of each row (row 0 is the top, y = +1), each [H]."""
     centres = -1.0 + (np.arange(resolution) + 0.5) * (2.0 / resolution)
     return centres, -centres
@@ -478,7 +478,6 @@ class TwoRoomsBatch:
 
     def __init__(self, cfg: TwoRoomsConfig):
         self.cfg = cfg
-        self.geo = geometry(cfg)
 
     def step(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """states [N, 2], env actions [N, 2] -> next states [N, 2]."""
