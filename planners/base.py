@@ -46,21 +46,29 @@ class WorldModel(Protocol):
 
 
 def model_step(wm: WorldModel, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """`wm.step` under bf16 autocast on CUDA, output fp32: z [..., *S], a [..., A] -> [..., *S]."""
+    """`wm.step` under bf16 autocast on CUDA, output fp32 (fp64 for fp64 z): z [..., *S], a [..., A] -> [..., *S]."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=z.is_cuda):
-        return wm.step(z, a).float()
+        return wm.step(z, a).to(torch.promote_types(z.dtype, torch.float32))
 
 
 def model_rollout(wm: WorldModel, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """`wm.rollout` under bf16 autocast on CUDA, output fp32: z0 [B, *S], actions [B, H, A] -> [B, H, *S]."""
+    """`wm.rollout` under bf16 autocast on CUDA, output fp32 (fp64 for fp64 z0): z0 [B, *S], actions [B, H, A]
+    -> [B, H, *S]."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=z0.is_cuda):
-        return wm.rollout(z0, actions).float()
+        return wm.rollout(z0, actions).to(torch.promote_types(z0.dtype, torch.float32))
 
 
-def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Standard normal noise on `device`, drawn from `generator` (on whatever device it lives)."""
+def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
+          out: torch.Tensor | None = None) -> torch.Tensor:
+    """Standard normal noise on `device`, drawn from `generator` (on whatever device it lives).
+
+    `out`, a preallocated buffer of `shape` on `device`, is filled in place when the generator
+    lives there too (an inner loop then allocates nothing).
+    """
     if generator is None:
-        return torch.randn(shape, device=device)
+        return torch.randn(shape, device=device, out=out)
+    if out is not None and out.device == generator.device:
+        return torch.randn(shape, generator=generator, out=out)
     return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
@@ -69,7 +77,7 @@ def start_actions(init: torch.Tensor | None, batch: int, horizon: int, low: torc
     """The warm start `init` [B, H, A], or zeros clamped into the box (a normalised zero may lie outside it)."""
     if init is not None:
         return init.clone()
-    zeros = torch.zeros(batch, horizon, low.numel(), device=low.device)
+    zeros = torch.zeros(batch, horizon, low.numel(), device=low.device, dtype=low.dtype)
     return torch.clamp(zeros, low, high)
 
 
@@ -86,6 +94,8 @@ class PlanResult:
     - `transitions`: (z, a) pairs passed through `wm.step`, backward passes not counted
     - `seconds`: wall time of the call, CUDA synchronised once at the end
     - `states [B, H - 1, *S] | None`: GRASP's virtual states s_1..s_{H-1} at the end
+    - `diagnostics`: planner-specific traces, tensors with B on the episode axis (GRASP's:
+      `GRASPPlanner.search`); reports summarise them (jepa_plan/evaluation/report.py)
     """
 
     actions: torch.Tensor
@@ -94,6 +104,7 @@ class PlanResult:
     transitions: int
     seconds: float
     states: torch.Tensor | None = field(default=None, repr=False)
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -133,6 +144,7 @@ class Search:
     cost_trace: torch.Tensor  # [iters, B]
     transitions: int  # counted analytically, final evaluation excluded
     states: torch.Tensor | None = None
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Planner(ABC):
@@ -158,10 +170,11 @@ class Planner(ABC):
             raise ValueError(f"horizon={horizon} must be at least 1")
         if init is not None and init.shape != (batch, horizon, wm.action_dim):
             raise ValueError(f"init must be [B, H, A] = {[batch, horizon, wm.action_dim]}, got {list(init.shape)}")
-        z0, goal = z0.float(), goal.float()
-        low = wm.action_low.to(z0.device, torch.float32)
-        high = wm.action_high.to(z0.device, torch.float32)
-        init = None if init is None else torch.clamp(init.float().to(z0.device), low, high)
+        dtype = torch.float64 if z0.dtype == torch.float64 else torch.float32  # fp64 in, fp64 planning (tests)
+        z0, goal = z0.to(dtype), goal.to(dtype)
+        low = wm.action_low.to(z0.device, dtype)
+        high = wm.action_high.to(z0.device, dtype)
+        init = None if init is None else torch.clamp(init.to(z0.device, dtype), low, high)
 
         found = self.search(wm, z0, goal, horizon, init, generator, low, high)
         actions = torch.clamp(found.actions.detach(), low, high)
@@ -171,7 +184,8 @@ class Planner(ABC):
             torch.cuda.synchronize(z0.device)
         return PlanResult(actions=actions, cost=cost, cost_trace=found.cost_trace.detach(),
                           transitions=found.transitions + batch * horizon,
-                          seconds=time.perf_counter() - start, states=found.states)
+                          seconds=time.perf_counter() - start, states=found.states,
+                          diagnostics=found.diagnostics)
 
     @abstractmethod
     def search(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, horizon: int,

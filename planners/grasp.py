@@ -1,8 +1,8 @@
-"""GRASP (arXiv 2602.00475): gradient planning over lifted states with a stop-gradient.
+"""GRASP (Psenka et al., arXiv 2602.00475): gradient planning over lifted states with a stop-gradient.
 
 Variables per episode: actions a_0..a_{T-1} and virtual ("lifted") states s_1..s_{T-1};
-s_0 = z0 and s_T = g are fixed. The loss (paper's objective, reference solver's reductions:
-a mean over latent elements per term, summed over t) is
+s_0 = z0 and s_T = g are fixed. The loss (the authors' solver: a mean over latent elements
+per term, summed over t) is
 
     L = sum_t ||F(sg(s_t), a_t) - s_{t+1}||^2 + gamma * sum_t ||F(sg(s_t), a_t) - g||^2
 
@@ -10,32 +10,34 @@ where sg stops the gradient into F's state input: gradients reach a_t and the ta
 never dF/ds, which in a learned latent space is an adversarial direction (a tiny
 off-manifold step can make F jump to g). The dense goal term removes the trivial minimum
 (states stay at the start and the last action jumps). All T transitions are one batched
-`wm.step` call on [B, T] leading dims. The goal term uses the shared objective's metric
-summed over steps, so with the default l2 it is the paper's term.
+`wm.step` call on [B, T] leading dims; the loss is summed over episodes, and Adam acts
+element by element, so each episode gets exactly the update it would get planned alone.
 
-Updates: Adam with separate rates for states and actions; Gaussian noise on the states only
-after each step; actions clamped to the box. The reference solver's rates are 0.1 for states
-and 0.005-0.01 for actions. The states default here is 0.01: an Adam step is about `lr` per
-element whatever the gradient, and 0.1 is half a model step on the two_rooms oracle, so the
-virtual states jittered off the rollout and the lifted loss climbed between syncs (50 door
-goals on the oracle: 22% vs 12% success with GD sync, 60% vs 48% with CEM sync). Standardised
-latents move by a similar amount per step, so sweep it on a learned model too.
+The update rule is the authors' (`michael-psenka/le-wm-grasp`, described step by step in
+reference/grasp.md), and `GRASPConfig`'s defaults are their code defaults:
+1. one Adam over two groups, states at `lr_states` (0.1), actions at `lr_actions` (0.01);
+   states start on the straight line from z0 to g, actions at zeros or the warm start;
+2. after each step, Gaussian noise of std `state_noise` on the states only; actions are
+   never noised and never clipped;
+3. every `sync_every` iterations the actions are refined on the true rollout against the
+   final step's distance to g: `sync="gd"` runs a fresh Adam at `sync_lr` for `sync_steps`
+   steps; `sync="cem"` runs `sync_steps` CEM iterations whose per-step variance starts at the
+   gap between the rollout and the virtual state at each action's input, with the floor
+   `sync_var_min` re-added every iteration and no clipping;
+4. after a sync the virtual states stay where they are and Adam restarts with fresh moments.
 
-State noise is scale-dependent (the ports differ by 100x) and it mattered most: with the CEM
-sync, the per-step std is the virtual-vs-rollout gap, so noisy states make the sync explore.
-On door goals, noise 0.3 with a CEM sync every 100 lifted CEM-sync GRASP from 66% to 96% on the
-oracle and from 57% to 73% on the learned model (configs/plan.yaml's `grasp_cem_sync`). The
-default here stays the reference solver's 0.01.
+Our departures are switches, all off (the authors' behaviour) by default; each one's
+measured effect is in benchmarks/RESULTS.md: `reset_states` (states reset to the rollout
+after a sync), `clip_actions` (clamp to the box after every step), `sync_cost="objective"`
+(the sync optimises the planner's own objective, e.g. summed over steps),
+`init_noise` (noise on the initial states), `sync_spread="output_gap"` (our earlier CEM
+sync: std = the gap at the output states including the goal, floor added once, samples
+clipped) and `state_init` (rollout or zeros instead of the straight line).
 
-Sync: every `sync_every` iterations the actions are refined against the true shooting
-objective through `wm.rollout` (`sync="gd"`: a fresh Adam at 0.05 for `sync_steps` steps;
-`sync="cem"`: a short CEM whose per-step std is the virtual-vs-rolled-out gap plus 0.01),
-then the lifted states are reset to the rolled-out ones and Adam restarts (its stale
-momentum would drag the reset states off the rollout).
-
-Every ingredient is a switch, for the paper's ablations: `stop_grad`, `state_noise` (0 off),
-`gamma` (0 off), `sync` ("none" off), `state_init`. LatCo is the preset without the
-stop-gradient, noise and sync (planners/latco.py).
+Diagnostics, to tell whether the lifted optimisation or the sync did the work: the cost
+trace is the lifted loss per iteration; `diagnostics` holds the dynamics defect per
+iteration and, at each probe (the start, every sync, the end), the true shooting cost of the
+current actions before and after the sync and the virtual-vs-rollout gap per step.
 """
 
 from __future__ import annotations
@@ -46,50 +48,69 @@ import torch
 
 from planners.base import (Planner, PlannerConfig, Search, WorldModel, check_choice, check_elites, model_rollout,
                            model_step, randn, start_actions)
-from planners.cem import cem_search
+from planners.cem import cem_search, elite_set, score_samples
 from planners.gd import gd_descend
 from planners.objective import Objective
 
 SYNCS = ("gd", "cem", "none")
 STATE_INITS = ("interp", "rollout", "zeros")
+SYNC_COSTS = ("last", "objective")
+SYNC_SPREADS = ("input_gap", "output_gap")
 
 
 @dataclass
 class GRASPConfig(PlannerConfig):
-    iterations: int = 300
-    lr_states: float = 0.01  # Adam; the reference solver's 0.1 jitters (module docstring)
-    lr_actions: float = 0.01  # Adam, reference solver uses 0.005-0.01
+    # -- the authors' solver (their code defaults; configs/plan.yaml names their two presets)
+    iterations: int = 200
+    lr_states: float = 0.1  # Adam, virtual states
+    lr_actions: float = 0.01  # Adam, actions
     gamma: float = 1.0  # weight of the dense goal term; 0 turns it off
     stop_grad: bool = True  # sg on F's state input
     state_noise: float = 0.01  # std of the noise added to the states after each step; 0 turns it off
-    state_init: str = "interp"  # interp: (t/T) g + (1 - t/T) s_0 | rollout: states of the initial actions | zeros
-    init_noise: float = 0.01  # std of the noise on the initial states
     sync: str = "gd"  # gd | cem | none
-    sync_every: int = 50  # reference solver 50, paper's ablation 100
-    sync_steps: int = 10  # GD steps (reference: 10) or CEM iterations (paper's variant: 5)
+    sync_every: int = 50  # iterations between syncs (also the probe interval when sync=none)
+    sync_steps: int = 10  # GD steps or CEM iterations per sync
     sync_lr: float = 0.05  # the GD sync's fresh Adam
     sync_samples: int = 64  # the CEM sync
     sync_elites: int = 8
-    sync_std_floor: float = 0.01  # added to the per-step gap to give the CEM sync's std
+    sync_var_scale: float = 1.0  # CEM sync variance = scale * gap + floor
+    sync_var_min: float = 0.01  # the floor, re-added every CEM iteration
+    # -- our departures, off by default (module docstring)
+    reset_states: bool = False  # reset the virtual states to the rollout after each sync
+    clip_actions: bool = False  # clamp the actions to the box after every step
+    sync_cost: str = "last"  # last: final step's distance to g (authors) | objective: the planner's objective
+    sync_spread: str = "input_gap"  # input_gap (authors) | output_gap (ours: std from the output gap, clipped)
+    init_noise: float = 0.0  # std of the noise on the initial states
+    state_init: str = "interp"  # interp: the straight line z0 -> g (authors) | rollout | zeros
 
     def __post_init__(self):
         super().__post_init__()
         check_choice(self, "sync", SYNCS)
         check_choice(self, "state_init", STATE_INITS)
-        if self.sync != "none" and self.sync_every < 1:
+        check_choice(self, "sync_cost", SYNC_COSTS)
+        check_choice(self, "sync_spread", SYNC_SPREADS)
+        if self.sync_every < 1:
             raise ValueError(f"GRASPConfig: sync_every={self.sync_every} must be at least 1")
         check_elites(self, "sync_elites", "sync_samples")
 
 
 class GRASPPlanner(Planner):
-    """Cost trace: the lifted loss L per episode before each iteration's step (not the
-    shooting cost, which would need a sequential rollout every iteration)."""
+    """Cost trace: the lifted loss L per episode before each iteration's step.
+
+    `diagnostics` (P probes: iteration 0, every `sync_every`-th iteration, the last):
+    - `defect [iters, B]`: the dynamics term of L (0 when the virtual states sit on F)
+    - `probe_iteration [P]`: iterations done at each probe
+    - `shooting_cost [P, B]`: the planner's objective of the current actions, before the sync
+    - `synced_cost [P, B]`: the same after the sync (equal to `shooting_cost` where none ran)
+    - `rollout_gap [P, B, T - 1]`: mean squared gap per element between s_t and the rollout's z_t
+    """
 
     config: GRASPConfig
 
     def __init__(self, config: GRASPConfig):
         super().__init__(config)
         self.goal_objective = Objective(config.metric, "all")  # the dense goal term sums over steps
+        self.sync_objective = Objective("l2", "last") if config.sync_cost == "last" else self.objective
 
     def search(self, wm, z0, goal, horizon, init, generator, low, high) -> Search:
         cfg = self.config
@@ -99,42 +120,46 @@ class GRASPPlanner(Planner):
         actions.requires_grad_(True)
         states.requires_grad_(True)
         optimiser = self.optimiser(states, actions)
-        trace, syncs = [], 0
+        noise = torch.empty_like(states)
+        trace, defects = [], []
+        probes = {"probe_iteration": [], "shooting_cost": [], "synced_cost": [], "rollout_gap": []}
+        rollouts = (cfg.state_init == "rollout") + self.probe(probes, 0, wm, z0, goal, states, actions)
         with torch.enable_grad():
-            for i in range(cfg.iterations):
+            for k in range(cfg.iterations):
                 # Lifted step: every transition at once
-                loss = self.lifted_loss(wm, z0, goal, states, actions)  # [B]
+                defect, goal_term = self.lifted_terms(wm, z0, goal, states, actions)  # [B], [B]
+                loss = defect + cfg.gamma * goal_term if cfg.gamma else defect
                 optimiser.zero_grad(set_to_none=True)
                 loss.sum().backward()  # episodes are independent: each gets its own gradient
                 optimiser.step()
                 with torch.no_grad():
-                    if cfg.state_noise > 0:  # noise on the states only, never the actions
-                        states.add_(cfg.state_noise * randn(states.shape, generator, states.device))
-                    actions.clamp_(low, high)
+                    if cfg.state_noise > 0:  # Langevin-style noise on the states only, never the actions
+                        states.add_(randn(states.shape, generator, states.device, out=noise), alpha=cfg.state_noise)
+                    if cfg.clip_actions:
+                        actions.clamp_(low, high)
                 trace.append(loss.detach())
+                defects.append(defect.detach())
 
-                # Sync: refine the actions on the true rollout, then reset the states to it
-                if cfg.sync != "none" and (i + 1) % cfg.sync_every == 0:
-                    synced = self.sync_actions(wm, z0, goal, states.detach(), actions.detach(), low, high, generator)
-                    with torch.no_grad():
-                        actions.copy_(synced)
-                        states.copy_(model_rollout(wm, z0, actions)[:, :-1])
-                    optimiser = self.optimiser(states, actions)  # fresh moments for the reset states
-                    syncs += 1
+                # Probe and sync: the true rollout of the current actions, then refine them on it
+                if (k + 1) % cfg.sync_every == 0 or k + 1 == cfg.iterations:
+                    sync = cfg.sync != "none" and (k + 1) % cfg.sync_every == 0 and k > 0
+                    rollouts += self.probe(probes, k + 1, wm, z0, goal, states, actions, generator,
+                                           low, high, sync=sync)
+                    if sync:
+                        optimiser = self.optimiser(states, actions)  # fresh moments, as the authors restart Adam
 
-        # Rollouts per sync: GD runs one per step; CEM one per sample and iteration plus the gap's.
-        # Both then roll out once more to reset the states.
-        per_sync = cfg.sync_steps + 1 if cfg.sync == "gd" else cfg.sync_steps * cfg.sync_samples + 2
-        rollouts = cfg.iterations + syncs * per_sync + (cfg.state_init == "rollout")
-        transitions = batch * horizon * rollouts
+        diagnostics = {"defect": torch.stack(defects) if defects else torch.zeros(0, batch),
+                       "probe_iteration": torch.tensor(probes.pop("probe_iteration"))}
+        diagnostics.update({key: torch.stack(values) for key, values in probes.items()})
+        transitions = batch * horizon * (cfg.iterations + rollouts)
         return Search(actions=actions.detach(), cost_trace=torch.stack(trace), transitions=transitions,
-                      states=states.detach())
+                      states=states.detach(), diagnostics=diagnostics)
 
     # -- pieces, public for tests and ablations ----------------------------------------------
     def optimiser(self, states: torch.Tensor, actions: torch.Tensor) -> torch.optim.Adam:
-        """Adam with the reference solver's separate rates for states and actions."""
+        """One Adam, two groups: the authors' separate rates for states and actions."""
         return torch.optim.Adam([{"params": [states], "lr": self.config.lr_states},
-                                 {"params": [actions], "lr": self.config.lr_actions}])
+                                 {"params": [actions], "lr": self.config.lr_actions}], foreach=True)
 
     def initial_states(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor,
                        generator: torch.Generator | None) -> torch.Tensor:
@@ -145,7 +170,7 @@ class GRASPPlanner(Planner):
         if cfg.state_init == "interp":
             frac = torch.arange(1, horizon, device=z0.device, dtype=z0.dtype) / horizon
             frac = frac.view(1, -1, *([1] * (z0.dim() - 1)))
-            states = frac * goal.unsqueeze(1) + (1 - frac) * z0.unsqueeze(1)
+            states = z0.unsqueeze(1) + frac * (goal - z0).unsqueeze(1)
         elif cfg.state_init == "rollout":
             with torch.no_grad():
                 states = model_rollout(wm, z0, actions)[:, :-1]
@@ -155,9 +180,9 @@ class GRASPPlanner(Planner):
             states = states + cfg.init_noise * randn(shape, generator, z0.device)
         return states.contiguous()
 
-    def lifted_loss(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, states: torch.Tensor,
-                    actions: torch.Tensor) -> torch.Tensor:
-        """z0, goal [B, *S], states [B, T - 1, *S], actions [B, T, A] -> L per episode [B].
+    def lifted_terms(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, states: torch.Tensor,
+                     actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z0, goal [B, *S], states [B, T - 1, *S], actions [B, T, A] -> (dynamics defect [B], goal term [B]).
 
         One `wm.step` call on [B, T] leading dims evaluates every transition.
         """
@@ -165,27 +190,85 @@ class GRASPPlanner(Planner):
         if self.config.stop_grad:
             inputs = inputs.detach()  # sg: no gradient through F's state input
         pred = model_step(wm, inputs, actions)  # F(s_t, a_t), [B, T, *S]
-        targets = torch.cat([states, goal.unsqueeze(1)], dim=1)  # s_1..s_T
-        consistency = (pred - targets).pow(2).flatten(2).mean(-1).sum(-1)
-        if self.config.gamma == 0:
-            return consistency
-        return consistency + self.config.gamma * self.goal_objective(pred, goal)
+        targets = torch.cat([states, goal.unsqueeze(1)], dim=1)  # s_1..s_T; g is fixed, s_{t+1} keeps its gradient
+        defect = (pred - targets).pow(2).flatten(2).mean(-1).sum(-1)
+        return defect, self.goal_objective(pred, goal)
+
+    def lifted_loss(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, states: torch.Tensor,
+                    actions: torch.Tensor) -> torch.Tensor:
+        """L per episode [B] (see `lifted_terms` for the shapes)."""
+        defect, goal_term = self.lifted_terms(wm, z0, goal, states, actions)
+        return defect + self.config.gamma * goal_term
+
+    @torch.no_grad()
+    def probe(self, probes: dict, iteration: int, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor,
+              states: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None,
+              low: torch.Tensor | None = None, high: torch.Tensor | None = None, sync: bool = False) -> int:
+        """Record the rollout of the current actions; with `sync`, refine the actions in place
+        (and reset the states when `reset_states`). -> the number of [B, T] rollouts spent."""
+        rolled = model_rollout(wm, z0, actions)  # z_1..z_T
+        cost = self.objective(rolled, goal)
+        probes["probe_iteration"].append(iteration)
+        probes["shooting_cost"].append(cost)
+        gap = (rolled[:, :-1] - states).pow(2).flatten(2).mean(-1)  # [B, T - 1]
+        probes["rollout_gap"].append(gap)
+        if not sync:
+            probes["synced_cost"].append(cost)
+            return 1
+        synced, spent = self.sync_actions(wm, z0, goal, states, actions.detach(), rolled, gap, low, high, generator)
+        actions.copy_(synced)
+        rolled = model_rollout(wm, z0, actions)
+        probes["synced_cost"].append(self.objective(rolled, goal))
+        if self.config.reset_states:
+            states.copy_(rolled[:, :-1])
+        return 2 + spent
 
     def sync_actions(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, states: torch.Tensor,
-                     actions: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
-                     generator: torch.Generator | None) -> torch.Tensor:
-        """Refine actions [B, T, A] against the shooting objective through `wm.rollout`."""
+                     actions: torch.Tensor, rolled: torch.Tensor, gap: torch.Tensor, low: torch.Tensor,
+                     high: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, int]:
+        """Refine actions [B, T, A] on the true rollout: `rolled` [B, T, *S] is the rollout of
+        `actions`, `gap` [B, T - 1] its mean squared gap to the virtual states per step.
+
+        -> (actions [B, T, A], the number of [B, T] rollouts spent).
+        """
         cfg = self.config
         if cfg.sync == "gd":
-            synced, _ = gd_descend(wm, self.objective, z0, goal, actions, low, high,
-                                   steps=cfg.sync_steps, lr=cfg.sync_lr)
-            return synced
-        # CEM sync: explore more where the virtual states disagree with the model's rollout.
-        with torch.no_grad():
-            rolled = model_rollout(wm, z0, actions)  # z_1..z_T
-            virtual = torch.cat([states, goal.unsqueeze(1)], dim=1)  # s_1..s_T
+            box = (low, high) if cfg.clip_actions else (None, None)
+            synced, _ = gd_descend(wm, self.sync_objective, z0, goal, actions, *box, steps=cfg.sync_steps,
+                                   lr=cfg.sync_lr)
+            return synced, cfg.sync_steps
+        if cfg.sync_spread == "output_gap":  # ours: std from the gap at s_1..s_T (g included), clipped samples
+            virtual = torch.cat([states, goal.unsqueeze(1)], dim=1)
             gap = (virtual - rolled).pow(2).flatten(2).mean(-1).sqrt()  # [B, T]
-        std = (gap + cfg.sync_std_floor).unsqueeze(-1).expand_as(actions)
-        synced, _ = cem_search(wm, self.objective, z0, goal, actions, std, low, high, samples=cfg.sync_samples,
-                               elites=cfg.sync_elites, iterations=cfg.sync_steps, generator=generator)
-        return synced
+            std = (gap + cfg.sync_var_min).unsqueeze(-1).expand_as(actions)
+            synced, _ = cem_search(wm, self.sync_objective, z0, goal, actions, std, low, high,
+                                   samples=cfg.sync_samples, elites=cfg.sync_elites, iterations=cfg.sync_steps,
+                                   generator=generator)
+            return synced, cfg.sync_steps * cfg.sync_samples
+        return self.cem_sync(wm, z0, goal, actions, rolled, gap, generator), cfg.sync_steps * cfg.sync_samples
+
+    def cem_sync(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, mean: torch.Tensor,
+                 rolled: torch.Tensor, gap: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The authors' CEM sync: mean [B, T, A] -> refined mean [B, T, A].
+
+        Action a_t's variance starts at the gap at its input state s_t (a_0, whose input z0 is
+        exact, takes the mean gap; with T = 1, the final step's distance to g); it is shared
+        over action dims, the samples are not clipped, and the floor is re-added every iteration.
+        """
+        cfg = self.config
+        batch, horizon, dim = mean.shape
+        if horizon > 1:  # gap [B, T - 1] at s_1..s_{T-1}, the inputs of a_1..a_{T-1}
+            gap = torch.cat([gap.mean(1, keepdim=True), gap], dim=1)  # [B, T], a_0 gets the mean gap
+        else:
+            gap = (rolled[:, -1] - goal).pow(2).flatten(1).mean(-1, keepdim=True)  # [B, 1]
+        var = (cfg.sync_var_scale * gap + cfg.sync_var_min).unsqueeze(-1)  # [B, T, 1]
+        for _ in range(cfg.sync_steps):
+            # Sample around the mean and score by the final step
+            noise = randn((batch, cfg.sync_samples, horizon, dim), generator, mean.device)
+            samples = mean.unsqueeze(1) + var.sqrt().unsqueeze(1) * noise  # [B, K, T, A]
+            cost = score_samples(wm, self.sync_objective, z0, goal, samples)  # [B, K]
+            # Refit to the elites: their mean, their variance averaged over action dims plus the floor
+            elite, _ = elite_set(samples, cost, cfg.sync_elites)  # [B, E, T, A]
+            mean = elite.mean(1)
+            var = elite.var(1).mean(-1, keepdim=True) + cfg.sync_var_min
+        return mean

@@ -16,9 +16,9 @@ from world_models import CheckpointError
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["planner.cem.samples=32", "planner.cem.iterations=3", "planner.cem.elites=4",
         "planner.grasp.iterations=20", "planner.grasp.sync_every=10", "planner.grasp.sync_steps=2",
-        "planner.grasp_cem_sync.iterations=20", "planner.grasp_cem_sync.sync_every=10",
-        "planner.grasp_cem_sync.sync_steps=2", "planner.grasp_cem_sync.sync_samples=16",
-        "planner.grasp_cem_sync.sync_elites=4"]
+        "planner.grasp_authors_cem.iterations=20", "planner.grasp_authors_cem.sync_every=10",
+        "planner.grasp_authors_cem.sync_steps=2", "planner.grasp_authors_cem.sync_samples=16",
+        "planner.grasp_authors_cem.sync_elites=4"]
 
 
 def plan_config(tmp_path, *items):
@@ -28,16 +28,18 @@ def plan_config(tmp_path, *items):
 
 def test_plan_on_the_oracle_writes_every_report(tmp_path):
     cfg = plan_config(tmp_path, "world_model=oracle", "goals=same_room", "episodes=4", "horizon=4",
-                      "planners=[cem,grasp,grasp_cem_sync]", "max_steps=30", "env.resolution=32")
+                      "planners=[cem,grasp,grasp_authors_cem]", "max_steps=30", "env.resolution=32")
     result = run(cfg)
     out = tmp_path / "plan"
     data = json.loads((out / "results.json").read_text())
-    assert set(data["planners"]) == {"cem", "grasp", "grasp_cem_sync"}
+    assert set(data["planners"]) == {"cem", "grasp", "grasp_authors_cem"}
     for summary in data["planners"].values():
         assert {"success_rate", "success_ci95", "median_seconds_to_success", "seconds_per_replan", "transitions",
                 "episodes"} <= set(summary)
         assert summary["episodes"] == 4
     assert data["config"]["goals"] == "same_room" and result["planners"]["cem"]["success_rate"] == 1.0
+    assert data["planners"]["grasp"]["sync_share"] is not None and data["planners"]["cem"]["sync_share"] is None
+    assert "grasp_authors_cem: lifted loss" in (out / "table.txt").read_text()
     rows = (out / "episodes.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 * 4
     for name in ("cost_vs_iteration.png", "success_vs_time.png", "config.yaml", "videos/cem/ep_001.gif"):
@@ -79,17 +81,17 @@ def test_plan_errors_name_the_input(tmp_path):
 
 
 def test_each_grasp_ablation_in_plan_yaml_turns_off_one_ingredient(tmp_path):
-    """configs/plan.yaml's ablations differ from grasp_cem_sync in exactly the switch they name."""
+    """configs/plan.yaml's ablations differ from grasp_authors_cem in exactly the switch they name."""
     from dataclasses import asdict
 
     from jepa_plan.planning import build_planners
 
     ablations = {"grasp_no_stop_grad": {"stop_grad": False}, "grasp_no_noise": {"state_noise": 0.0},
                  "grasp_no_sync": {"sync": "none"}, "grasp_no_goal_term": {"gamma": 0.0}}
-    cfg = load_config([f"planners=[grasp_cem_sync,{','.join(ablations)}]"], preset="plan", schema=PlanConfig,
+    cfg = load_config([f"planners=[grasp_authors_cem,{','.join(ablations)}]"], preset="plan", schema=PlanConfig,
                       groups=("env",))
     planners = {name: asdict(p.config) for name, p in build_planners(cfg).items()}
-    tuned = planners["grasp_cem_sync"]
+    tuned = planners["grasp_authors_cem"]
     assert tuned["sync"] == "cem" and tuned["state_noise"] > 0 and tuned["stop_grad"] and tuned["gamma"] > 0
     for name, switch in ablations.items():
         changed = {k: v for k, v in planners[name].items() if v != tuned[k]}

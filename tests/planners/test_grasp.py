@@ -1,5 +1,6 @@
 """GRASP's ingredients one by one: stop-gradient, batched transitions, state-only noise,
-interpolation init, sync, and that every ablation switch changes the plan."""
+interpolation init, sync, diagnostics, and that every switch changes the plan. The whole update
+rule is checked against an independent implementation in test_grasp_reference.py."""
 
 import pytest
 import torch
@@ -121,19 +122,57 @@ def test_horizon_one_has_no_lifted_states():
 # ----------------------------------------------------------------------------- sync and ablations
 
 
-def test_sync_leaves_the_states_on_the_rollout():
-    result = plan(iterations=40, sync_every=20)  # the last iteration syncs
-    assert torch.allclose(result.states, ORACLE.rollout(Z0, result.actions)[:, :-1], atol=1e-6)
+def test_states_are_kept_after_a_sync_unless_reset_states():
+    kept = plan(iterations=40, sync_every=20)  # the last iteration syncs
+    reset = plan(iterations=40, sync_every=20, reset_states=True)
+    assert torch.allclose(reset.states, ORACLE.rollout(Z0, reset.actions)[:, :-1], atol=1e-6)
+    assert not torch.allclose(kept.states, ORACLE.rollout(Z0, kept.actions)[:, :-1], atol=1e-3)
 
 
 @pytest.mark.parametrize("change", [
     dict(stop_grad=False), dict(state_noise=0.0), dict(gamma=0.0), dict(sync="none"), dict(sync="cem"),
-    dict(state_init="zeros"), dict(lr_states=0.1),
+    dict(state_init="zeros"), dict(lr_states=0.01), dict(reset_states=True), dict(sync_cost="objective"),
+    dict(init_noise=0.05), dict(sync="cem", sync_spread="output_gap"),
 ])
 def test_every_switch_changes_the_plan(change):
-    base = plan()
+    base = plan(sync="cem" if "sync_spread" in change else "gd")
     changed = plan(**change)
     assert not torch.allclose(base.actions, changed.actions, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+
+def test_diagnostics_probe_the_true_rollout_at_the_start_every_sync_and_the_end():
+    wm = Recorder()
+    wm.action_low, wm.action_high = torch.full((2,), -50.0), torch.full((2,), 50.0)  # no final clamp
+    result = plan(wm, iterations=45, sync_every=20)  # syncs after 20 and 40; the end at 45 is a probe only
+    d = result.diagnostics
+    assert d["probe_iteration"].tolist() == [0, 20, 40, 45]
+    assert d["defect"].shape == result.cost_trace.shape == (45, 3)
+    assert d["shooting_cost"].shape == d["synced_cost"].shape == (4, 3) and d["rollout_gap"].shape == (4, 3, 4)
+    # Probe 0: zero actions, states on the straight line from z0 to g.
+    zero = torch.zeros(3, 5, 2)
+    rolled = wm.rollout(Z0, zero)
+    objective = build_planner("grasp").objective
+    assert torch.allclose(d["shooting_cost"][0], objective(rolled, GOAL))
+    line = torch.stack([Z0 + t / 5 * (GOAL - Z0) for t in range(1, 5)], 1)
+    assert torch.allclose(d["rollout_gap"][0], (rolled[:, :-1] - line).pow(2).mean(-1))
+    # No sync at the start or at a probe-only end; the end's cost is the plan's cost.
+    assert torch.equal(d["synced_cost"][[0, 3]], d["shooting_cost"][[0, 3]])
+    assert torch.allclose(d["synced_cost"][-1], result.cost, atol=1e-6)
+    # A GD sync on the planner's own objective lowers it (on this linear model).
+    synced = plan(wm, iterations=45, sync_every=20, sync_cost="objective").diagnostics
+    assert (synced["synced_cost"][1:3] < synced["shooting_cost"][1:3]).all()
+
+
+def test_the_lifted_loss_is_its_defect_plus_the_weighted_goal_term():
+    planner = build_planner("grasp", gamma=0.5)
+    states, actions = torch.randn(3, 4, 2), torch.randn(3, 5, 2)
+    defect, goal_term = planner.lifted_terms(ORACLE, Z0, GOAL, states, actions)
+    assert torch.allclose(planner.lifted_loss(ORACLE, Z0, GOAL, states, actions), defect + 0.5 * goal_term)
+    pred = ORACLE.step(torch.cat([Z0[:, None], states], 1), actions)
+    assert torch.allclose(defect, (pred - torch.cat([states, GOAL[:, None]], 1)).pow(2).mean(-1).sum(-1))
 
 
 def test_latco_is_grasp_without_stop_gradient_noise_and_sync():

@@ -106,7 +106,13 @@ def test_cost_goes_down_on_same_room_goals(name):
     result, oracle, z0, goal = planned(name)
     zero_cost = Objective()(oracle.rollout(z0, torch.zeros(B, H, oracle.action_dim)), goal)
     assert (result.cost < zero_cost).all()
-    assert result.cost_trace[-1].mean() < result.cost_trace[0].mean()
+    if "shooting_cost" in result.diagnostics:
+        # GRASP's trace is its lifted loss, which the authors' state rate (0.1, half a model step on
+        # the oracle's world units) and noise keep from settling; the true shooting cost must fall.
+        shooting = result.diagnostics["shooting_cost"]
+        assert shooting[-1].mean() < shooting[0].mean()
+    else:
+        assert result.cost_trace[-1].mean() < result.cost_trace[0].mean()
 
 
 @pytest.mark.parametrize("name", sorted(PLANNERS))
