@@ -3,7 +3,8 @@
 Files of a run, all under `output_dir`:
 
     config.yaml           the fully resolved config
-    results.json          per-planner summary (success rate and 95% CI, seconds, transitions) + config
+    results.json          per-planner summary (success rate and 95% CI, seconds, transitions; for GRASP,
+                          where its plans' quality came from: report.DIAGNOSTIC_COLUMNS) + config
     episodes.csv          one row per (planner, episode)
     cost_vs_iteration.png, success_vs_time.png
     videos/<planner>/ep_XXX.gif
@@ -27,6 +28,7 @@ from jepa_plan.envs.two_rooms import TwoRoomsBatch
 from jepa_plan.evaluation.goals import GoalError, make_goals
 from jepa_plan.evaluation.mpc import run_episodes
 from jepa_plan.evaluation.report import (
+    DIAGNOSTIC_COLUMNS,
     format_table,
     plot_costs,
     plot_success_vs_time,
@@ -116,14 +118,18 @@ def log_to_wandb(cfg: DictConfig, out: Path, summaries: dict, plots: list[Path],
     run = wandb.init(project=cfg.logger.wandb.project, entity=cfg.logger.wandb.entity, dir=str(out),
                      mode=cfg.logger.wandb.mode, job_type="plan", config=to_container(cfg), name=out.name)
     columns = ["planner", "success_rate", "ci_low", "ci_high", "median_seconds_to_success", "seconds_per_replan",
-               "transitions", "final_distance_mean"]
+               "transitions", "final_distance_mean", *DIAGNOSTIC_COLUMNS]
     table = wandb.Table(columns=columns)
     for name, s in summaries.items():
         table.add_data(name, s["success_rate"], *s["success_ci95"], s["median_seconds_to_success"],
-                       s["seconds_per_replan"], s["transitions"], s["final_distance_mean"])
+                       s["seconds_per_replan"], s["transitions"], s["final_distance_mean"],
+                       *(s.get(key) for key in DIAGNOSTIC_COLUMNS))
     payload = {"plan/results": table, **{f"plan/{p.stem}": wandb.Image(str(p)) for p in plots}}
     for name, s in summaries.items():
         payload[f"plan/{name}/success_rate"] = s["success_rate"]
+        for key in DIAGNOSTIC_COLUMNS:  # GRASP only: where its plans' quality came from
+            if s.get(key) is not None:
+                payload[f"plan/{name}/{key}"] = s[key]
         if gifs.get(name):
             payload[f"plan/{name}/videos"] = [wandb.Video(str(p), format="gif") for p in gifs[name][:4]]
     run.log(payload)

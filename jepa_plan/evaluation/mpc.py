@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from jepa_plan.evaluation.goals import GoalSet
+from planners import PlanResult
 
 NONFINITE = "world model returned NaN or inf"
 
@@ -27,7 +28,8 @@ class EpisodeLog:
     model_cost float [N] (the planner's objective of its last plan: the model-side figure);
     failure str [N] ("" when the episode ran normally); frames uint8 [N, T+1, H, W, 3]
     (executed frames); replan_seconds list[float] (one batched call each); transitions
-    int (summed over replans); cost_traces list of [iters] mean-over-episodes traces.
+    int (summed over replans); cost_traces list of [iters] mean-over-episodes traces;
+    diagnostics: one `plan_diagnostics` record per replan, empty for planners that return none.
     """
 
     success: np.ndarray
@@ -40,6 +42,29 @@ class EpisodeLog:
     replan_seconds: list[float] = field(default_factory=list)
     transitions: int = 0
     cost_traces: list[np.ndarray] = field(default_factory=list)
+    diagnostics: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+
+def plan_diagnostics(result: PlanResult, keep: np.ndarray) -> dict[str, np.ndarray] | None:
+    """One plan's `diagnostics` and cost trace averaged over the episodes in `keep` (bool [B]), as numpy.
+
+    The episode axis is axis 1 of a tensor with two or more dims (`defect [iters, B]`,
+    `shooting_cost [P, B]`, `rollout_gap [P, B, T - 1]` -> [iters], [P], [P, T - 1]); 1-D
+    tensors (`probe_iteration [P]`) have none and are kept. The trace goes in as
+    `cost_trace [iters]`. None when the planner returned no diagnostics or `keep` is empty.
+    Called after `planner.plan` returns, so the transfers add no sync inside the planner.
+    """
+    if not result.diagnostics or not keep.any():
+        return None
+    index = torch.from_numpy(np.flatnonzero(keep))
+
+    def episode_mean(x: torch.Tensor) -> np.ndarray:
+        if x.dim() < 2:
+            return x.cpu().numpy()
+        return x.float().index_select(1, index.to(x.device)).nanmean(1).cpu().numpy()
+
+    return {"cost_trace": episode_mean(result.cost_trace),
+            **{key: episode_mean(value) for key, value in result.diagnostics.items()}}
 
 
 def run_episodes(wm, planner, env, goals: GoalSet, *, horizon: int, mode: str = "mpc", replan_every: int = 1,
@@ -67,7 +92,7 @@ def run_episodes(wm, planner, env, goals: GoalSet, *, horizon: int, mode: str = 
     failure = np.full(n, "", dtype=object)
     model_cost = np.full(n, np.nan)
     frames = [env.render(states)]  # frames[-1] is always the current observation
-    replan_seconds, cost_traces, transitions = [], [], 0
+    replan_seconds, cost_traces, diagnostics, transitions = [], [], [], 0
     planning_seconds, warm, t = 0.0, None, 0
     while t < budget and not (done | (failure != "")).all():
         # Plan for every episode (finished ones ride along; batching beats masking here).
@@ -80,8 +105,11 @@ def run_episodes(wm, planner, env, goals: GoalSet, *, horizon: int, mode: str = 
         actions = result.actions
         finite = (torch.isfinite(actions).flatten(1).all(dim=1) & torch.isfinite(result.cost)).cpu().numpy()
         finite &= np.isfinite(z0.flatten(1).cpu().numpy()).all(axis=1)
-        newly_bad = ~finite & (failure == "") & ~done
-        failure[newly_bad] = NONFINITE
+        running = (failure == "") & ~done
+        record = plan_diagnostics(result, running & finite)  # the episodes this plan is for
+        if record is not None:
+            diagnostics.append(record)
+        failure[running & ~finite] = NONFINITE
         model_cost[:] = np.where(finite, result.cost.float().cpu().numpy(), model_cost)
 
         # Execute: model actions -> frameskip env actions each, in the env's box.
@@ -107,4 +135,4 @@ def run_episodes(wm, planner, env, goals: GoalSet, *, horizon: int, mode: str = 
     return EpisodeLog(success=done, success_step=success_step, seconds_to_success=seconds_to_success,
                       final_distance=env.distance(states, goal_states), model_cost=model_cost, failure=failure,
                       frames=np.stack(frames, axis=1), replan_seconds=replan_seconds, transitions=transitions,
-                      cost_traces=cost_traces)
+                      cost_traces=cost_traces, diagnostics=diagnostics)

@@ -2,7 +2,8 @@
 
 Written once for every planner (STYLE habit 5). Files under the run's output folder:
 
-    results.json        {"planners": {NAME: {...summary...}}, "config": {...}}
+    results.json        {"planners": {NAME: {...summary...}}, "config": {...}}; planners that return
+                        diagnostics (GRASP) add DIAGNOSTIC_COLUMNS (`diagnostics_summary`)
     episodes.csv        one row per (planner, episode)
     cost_vs_iteration.png, success_vs_time.png
     videos/NAME/ep_XXX.gif   executed frames beside the goal image, labelled success / failure
@@ -50,7 +51,92 @@ def summarize(log: EpisodeLog) -> dict:
         "final_distance_mean": float(np.nanmean(log.final_distance)) if n else None,
         "model_cost_mean": float(np.nanmean(log.model_cost)) if np.isfinite(log.model_cost).any() else None,
         "failures": failures,
+        **diagnostics_summary(log.diagnostics),
     }
+
+
+# ----------------------------------------------------------------------------- where a GRASP plan's quality comes from
+# GRASP probes the true shooting cost of its actions at the start, before and after every sync
+# and at the end. The chain start -> before sync 1 -> after sync 1 -> ... -> end telescopes, so
+# the total drop splits exactly into the lifted phases' drops and the syncs' drops.
+
+DIAGNOSTIC_COLUMNS = ("lifted_loss_first", "lifted_loss_last", "lifted_loss_rise_between_syncs", "rollout_gap_final",
+                      "shooting_cost_start", "shooting_cost_end", "sync_share")
+NEEDED = ("cost_trace", "probe_iteration", "shooting_cost", "synced_cost", "rollout_gap")
+
+
+def diagnostics_summary(records: list[dict[str, np.ndarray]]) -> dict[str, float | None]:
+    """DIAGNOSTIC_COLUMNS over every replan's record (`mpc.plan_diagnostics`: episode means).
+
+    A record holds `cost_trace [iters]` (GRASP: the lifted loss before each iteration's step),
+    `probe_iteration [P]`, `shooting_cost [P]`, `synced_cost [P]` and `rollout_gap [P, T - 1]`.
+
+    - `lifted_loss_first`, `lifted_loss_last`: mean over replans of the trace's first and last value
+    - `lifted_loss_rise_between_syncs`: median over every interval between consecutive probes
+      (the start, each sync, the end; intervals of one iteration skipped) of the lifted loss at
+      its last iteration over the loss at its first; > 1: the loss climbs between syncs
+    - `rollout_gap_final`: mean over replans of the gap at the last probe, averaged over steps
+    - `shooting_cost_start`, `shooting_cost_end`: mean over replans of the shooting cost of
+      the first actions and of the final ones (after the last sync)
+    - `sync_share`: the syncs' share of the drop start -> end, sum over syncs of
+      (before - after) / (start - end), pooled over replans (1 - sync_share is the lifted
+      phases'); None when the total drop is zero
+
+    All None when no record holds the keys (planners without diagnostics).
+    """
+    records = [r for r in records if all(key in r for key in NEEDED)]
+    if not records:
+        return dict.fromkeys(DIAGNOSTIC_COLUMNS)
+    ratios = [ratio for r in records for ratio in rise_between_probes(r["cost_trace"], r["probe_iteration"])]
+    gaps = [r["rollout_gap"][-1].mean() for r in records if r["rollout_gap"][-1].size]
+    start = np.mean([r["shooting_cost"][0] for r in records])
+    end = np.mean([r["synced_cost"][-1] for r in records])
+    sync_drop = np.mean([np.sum(r["shooting_cost"] - r["synced_cost"]) for r in records])
+    total_drop = start - end
+    tiny = 1e-12 * max(1.0, abs(start), abs(end))
+    return {
+        "lifted_loss_first": _finite(np.mean([r["cost_trace"][0] for r in records])),
+        "lifted_loss_last": _finite(np.mean([r["cost_trace"][-1] for r in records])),
+        "lifted_loss_rise_between_syncs": _finite(np.median(ratios)) if ratios else None,
+        "rollout_gap_final": _finite(np.mean(gaps)) if gaps else None,
+        "shooting_cost_start": _finite(start),
+        "shooting_cost_end": _finite(end),
+        "sync_share": _finite(sync_drop / total_drop) if abs(total_drop) > tiny else None,
+    }
+
+
+def rise_between_probes(trace: np.ndarray, probe_iteration: np.ndarray) -> list[float]:
+    """trace [iters] (value before each iteration's step), probe_iteration [P] -> one ratio per
+    interval [a, b) between consecutive probes: trace[b - 1] / trace[a], the loss at the last
+    iteration before the probe at b over the first one after the probe at a. Intervals of one
+    iteration (nothing to compare) and zero or non-finite starts are skipped."""
+    ratios = []
+    for a, b in zip(probe_iteration[:-1], probe_iteration[1:]):
+        a, b = int(a), min(int(b), len(trace))
+        if b - a >= 2 and np.isfinite(trace[a]) and trace[a] > 0:
+            ratios.append(float(trace[b - 1] / trace[a]))
+    return ratios
+
+
+def _finite(x) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def diagnostics_line(name: str, s: dict) -> str | None:
+    """One line on where a plan's quality came from, or None for planners without diagnostics."""
+    if s.get("lifted_loss_first") is None:
+        return None
+    rise, gap, share = s["lifted_loss_rise_between_syncs"], s["rollout_gap_final"], s["sync_share"]
+    parts = [f"lifted loss {_g(s['lifted_loss_first'])} -> {_g(s['lifted_loss_last'])}"
+             + ("" if rise is None else f" (x{rise:.2f} between syncs)"),
+             f"rollout gap {_g(gap)}",
+             f"shooting cost {_g(s['shooting_cost_start'])} -> {_g(s['shooting_cost_end'])}",
+             "no drop to share" if share is None else f"syncs did {share:.0%} of the drop"]
+    return f"{name}: " + ", ".join(parts)
+
+
+def _g(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
 
 
 def format_table(summaries: dict[str, dict], title: str = "") -> str:
@@ -64,7 +150,8 @@ def format_table(summaries: dict[str, dict], title: str = "") -> str:
         per = "-" if s["seconds_per_replan"] is None else f"{s['seconds_per_replan']:.3f}"
         lines.append(f"{name:<18} {s['success_rate']:>7.0%} {f'[{lo:.0%}, {hi:.0%}]':>13} {med:>13} {per:>9} "
                      f"{s['transitions']:>12,} {s['final_distance_mean']:>10.3f}")
-    return "\n".join(lines)
+    notes = [line for name, s in summaries.items() if (line := diagnostics_line(name, s))]
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def write_results(out: Path, summaries: dict[str, dict], config: dict, extra: dict | None = None) -> Path:
@@ -91,14 +178,14 @@ def _num(x) -> str:
     return "" if not np.isfinite(x) else f"{float(x):.6g}"
 
 
-def new_axes():
-    """A headless matplotlib figure and axes (imported here: only plotting needs matplotlib)."""
+def new_axes(rows: int = 1, cols: int = 1):
+    """A headless matplotlib figure and axes, 6x4 inches each (imported here: only plotting needs matplotlib)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(6, 4))
+    return plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=rows * cols == 1)
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -111,15 +198,72 @@ def save_figure(fig, path: Path) -> Path:
 
 
 def plot_costs(out: Path, logs: dict[str, EpisodeLog]) -> Path:
-    """Cost vs iteration of each planner's first plan (mean over episodes), log scale."""
-    fig, ax = new_axes()
+    """Each planner's first plan (means over episodes): its cost vs iteration, log scale; with
+    planners that return diagnostics (GRASP), three more panels on that plan: (a) the lifted
+    loss and its dynamics defect, syncs dotted; (b) the shooting cost before and after each
+    sync, joined: slopes are the lifted phases, drops at one iteration the syncs; (c) the
+    mean rollout gap at each probe. One colour per planner in every panel."""
+    colours = {name: f"C{i % 10}" for i, name in enumerate(logs)}
+    firsts = {name: log.diagnostics[0] for name, log in logs.items()
+              if log.diagnostics and all(key in log.diagnostics[0] for key in NEEDED)}
+    fig, axes = new_axes(2, 2) if firsts else new_axes()
+    ax = axes[0, 0] if firsts else axes
     for name, log in logs.items():
         if log.cost_traces:
             trace = log.cost_traces[0]
-            ax.plot(np.arange(1, len(trace) + 1), trace, label=name)
+            ax.plot(np.arange(1, len(trace) + 1), trace, label=name, color=colours[name])
     ax.set(xlabel="iteration", ylabel="cost (mean over episodes)", yscale="log", title="first plan: cost vs iteration")
-    ax.legend()
+    ax.legend(fontsize="small")
+    if firsts:
+        plot_lifted_loss(axes[0, 1], firsts, colours)
+        plot_shooting_cost(axes[1, 0], firsts, colours)
+        plot_rollout_gap(axes[1, 1], firsts, colours)
     return save_figure(fig, out / "cost_vs_iteration.png")
+
+
+def plot_lifted_loss(ax, firsts: dict[str, dict], colours: dict[str, str]) -> None:
+    """Lifted loss (solid) and defect (dashed) vs iterations done, a dotted line at each sync."""
+    for name, r in firsts.items():
+        ax.plot(np.arange(len(r["cost_trace"])), r["cost_trace"], color=colours[name], label=name)
+        if "defect" in r:
+            ax.plot(np.arange(len(r["defect"])), r["defect"], color=colours[name], linestyle="--")
+        synced = r["probe_iteration"][r["synced_cost"] != r["shooting_cost"]]
+        for k in synced:
+            ax.axvline(k, color=colours[name], linestyle=":", alpha=0.6)
+    ax.set(xlabel="iterations done", ylabel="mean over episodes", yscale=_scale(firsts, "cost_trace", "defect"),
+           title="lifted loss (solid), defect (dashed), syncs (dotted)")
+    ax.legend(fontsize="small")
+
+
+def plot_shooting_cost(ax, firsts: dict[str, dict], colours: dict[str, str]) -> None:
+    """Shooting cost at each probe before (o) and after (v) its sync, joined in order."""
+    for name, r in firsts.items():
+        steps = np.repeat(r["probe_iteration"], 2)
+        costs = np.stack([r["shooting_cost"], r["synced_cost"]], axis=1).reshape(-1)
+        ax.plot(steps, costs, color=colours[name], label=name)
+        ax.plot(r["probe_iteration"], r["shooting_cost"], "o", color=colours[name])
+        ax.plot(r["probe_iteration"], r["synced_cost"], "v", color=colours[name], fillstyle="none")
+    ax.set(xlabel="iterations done", ylabel="shooting cost (mean over episodes)",
+           yscale=_scale(firsts, "shooting_cost", "synced_cost"),
+           title="shooting cost: lifted phases (slopes), syncs (drops); o before, v after")
+    ax.legend(fontsize="small")
+
+
+def plot_rollout_gap(ax, firsts: dict[str, dict], colours: dict[str, str]) -> None:
+    """Mean squared gap between the virtual states and the rollout, averaged over steps, per probe."""
+    for name, r in firsts.items():
+        gap = r["rollout_gap"]
+        if gap.shape[-1]:
+            ax.plot(r["probe_iteration"], gap.mean(-1), "o-", color=colours[name], label=name)
+    ax.set(xlabel="iterations done", ylabel="mean squared gap per element",
+           yscale=_scale(firsts, "rollout_gap"), title="virtual states vs rollout: gap at each probe")
+    ax.legend(fontsize="small")
+
+
+def _scale(records: dict[str, dict], *keys: str) -> str:
+    """log where every value plotted is positive, else linear."""
+    values = [r[k] for r in records.values() for k in keys if k in r and r[k].size]
+    return "log" if values and all((v > 0).all() for v in values) else "linear"
 
 
 def plot_success_vs_time(out: Path, logs: dict[str, EpisodeLog]) -> Path:

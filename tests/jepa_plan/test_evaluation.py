@@ -11,7 +11,9 @@ from jepa_plan.envs.oracle import TwoRoomsOracle
 from jepa_plan.envs.two_rooms import TwoRoomsBatch, TwoRoomsConfig, geometry, render_states, room_of
 from jepa_plan.evaluation.goals import GoalError, load_goal_image, make_goals
 from jepa_plan.evaluation.mpc import NONFINITE, run_episodes
-from jepa_plan.evaluation.report import format_table, summarize, wilson_interval, write_episodes_csv, write_gifs
+from jepa_plan.evaluation.report import (DIAGNOSTIC_COLUMNS, diagnostics_summary, format_table, plot_costs,
+                                         rise_between_probes, summarize, wilson_interval, write_episodes_csv,
+                                         write_gifs)
 from planners import build_planner
 from world_models.world_model import rollout_steps
 
@@ -112,3 +114,71 @@ def test_wilson_interval_and_reports(tmp_path):
     gifs = write_gifs(tmp_path, "cem", log, goals.goal_frames, limit=2)
     assert len(gifs) == 2 and Image.open(gifs[0]).n_frames >= 2
     json.dumps(summarize(log))  # plain types only
+
+
+def grasp_record(trace, probes, shooting, synced, gap=0.1, steps=3):
+    """A hand-made `plan_diagnostics` record (episode means of one plan)."""
+    trace = np.asarray(trace, float)
+    return {"cost_trace": trace, "defect": trace / 2, "probe_iteration": np.asarray(probes),
+            "shooting_cost": np.asarray(shooting, float), "synced_cost": np.asarray(synced, float),
+            "rollout_gap": np.full((len(probes), steps), gap)}
+
+
+def test_sync_share_splits_the_shooting_cost_drop_between_syncs_and_lifted_phases():
+    # start 10 -> lifted phase -> 6 -> sync -> 4 -> lifted phase -> 3: the sync did 2 of the 7
+    record = grasp_record(np.ones(20), [0, 10, 20], shooting=[10, 6, 3], synced=[10, 4, 3])
+    summary = diagnostics_summary([record])
+    assert summary["sync_share"] == pytest.approx(2 / 7)
+    assert summary["shooting_cost_start"] == 10 and summary["shooting_cost_end"] == 3
+    assert summary["rollout_gap_final"] == pytest.approx(0.1)
+
+    # A replan with no drop at all is pooled in; on its own it has no share to give.
+    flat = grasp_record(np.ones(20), [0, 10, 20], shooting=[5, 5, 5], synced=[5, 5, 5])
+    assert diagnostics_summary([record, flat])["sync_share"] == pytest.approx(2 / 7)
+    assert diagnostics_summary([flat])["sync_share"] is None
+    # A sync at the last probe counts too: 10 -> 6 -> 4 -> 3 -> 1 has syncs 2 + 2 of 9.
+    ends_synced = grasp_record(np.ones(20), [0, 10, 20], shooting=[10, 6, 3], synced=[10, 4, 1])
+    assert diagnostics_summary([ends_synced])["sync_share"] == pytest.approx(4 / 9)
+
+
+def test_lifted_loss_rise_between_syncs_is_the_median_ratio_over_intervals():
+    trace = np.ones(30)
+    trace[[0, 9]] = 2, 4  # 0..9: x2
+    trace[[10, 19]] = 1, 0.5  # 10..19: x0.5
+    trace[[20, 29]] = 1, 3  # 20..29: x3
+    assert rise_between_probes(trace, np.array([0, 10, 20, 30])) == [2, 0.5, 3]
+    # [0, 29): trace[28] / trace[0]; [29, 30) has one iteration, nothing to compare
+    assert rise_between_probes(trace, np.array([0, 29, 30])) == [1 / 2]
+    summary = diagnostics_summary([grasp_record(trace, [0, 10, 20, 30], [4, 3, 2, 1], [4, 2, 1, 1])])
+    assert summary["lifted_loss_rise_between_syncs"] == 2
+    assert summary["lifted_loss_first"] == 2 and summary["lifted_loss_last"] == 3
+    assert diagnostics_summary([]) == dict.fromkeys(DIAGNOSTIC_COLUMNS)
+
+
+def test_grasp_under_mpc_reports_where_its_plan_quality_came_from(tmp_path):
+    goals = make_goals("same_room", CFG, 3, np.random.default_rng(4))
+    oracle = TwoRoomsOracle(CFG, frameskip=2)
+    logs = {"grasp": run_episodes(oracle, build_planner("grasp", iterations=20, sync_every=10), TwoRoomsBatch(CFG),
+                                  goals, horizon=4, max_steps=12),
+            "cem": run_episodes(oracle, build_planner("cem", samples=32, iterations=3, elites=4), TwoRoomsBatch(CFG),
+                                goals, horizon=4, max_steps=12)}
+    grasp = logs["grasp"]
+    assert len(grasp.diagnostics) == len(grasp.replan_seconds) and logs["cem"].diagnostics == []
+    first = grasp.diagnostics[0]
+    np.testing.assert_array_equal(first["probe_iteration"], [0, 10, 20])
+    assert first["cost_trace"].shape == first["defect"].shape == (20,)
+    assert first["shooting_cost"].shape == first["synced_cost"].shape == (3,)
+    assert first["rollout_gap"].shape == (3, 3)  # [P, T - 1]
+
+    summaries = {name: summarize(log) for name, log in logs.items()}
+    for key in DIAGNOSTIC_COLUMNS:
+        assert isinstance(summaries["grasp"][key], float), key
+        assert summaries["cem"][key] is None, key
+    assert summaries["grasp"]["shooting_cost_end"] < summaries["grasp"]["shooting_cost_start"]
+    json.dumps(summaries)
+    table = format_table(summaries)
+    assert "grasp: lifted loss" in table and "of the drop" in table and "cem:" not in table
+
+    path = plot_costs(tmp_path, logs)
+    assert path.name == "cost_vs_iteration.png" and Image.open(path).size == (1200, 800)  # 2x2 panels
+    assert Image.open(plot_costs(tmp_path, {"cem": logs["cem"]})).size == (600, 400)  # the one panel
