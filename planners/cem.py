@@ -1,11 +1,32 @@
 """Cross-entropy method over action sequences (DINO-WM's planner).
 
 A Gaussian per step and action dimension; each iteration samples K sequences, rolls them all
-out in one batched rollout, and refits mean and std to the top E. Defaults are DINO-WM's:
-300 samples, 30 iterations, top 30. The returned plan is the final mean.
+out in one batched rollout, and refits mean and std to the top E. The returned plan is the
+final mean.
 
-`sample_actions`, `score_samples` and `cem_search` are also used by MPPI and by GRASP's
-CEM sync.
+As the field runs it (DINO-WM's CEMPlanner; stable-worldmodel's CEMSolver): 300 samples,
+30 iterations, top 30; initial std 1 in normalised action units; **sample 0 of every
+iteration is the current mean**, so a warm start is always scored as it stands; samples are
+not clipped; the cost is the final step's distance to the goal.
+
+Ours, with the switch for each departure:
+- `samples`, `iterations`, `elites`: the field's 300 / 30 / 30 (configs/plan.yaml sizes them
+  down for CPU runs).
+- `std_init` is in half-widths of the action box, 0.5 by default. For a model whose actions
+  are z-scored over uniform random actions the half-width is sqrt(3) normalised units, so
+  DINO-WM's std 1 is 0.58 half-widths.
+- `keep_mean=True`: sample 0 is the mean, as in the field; False draws all K from the Gaussian.
+  Either way K sequences are scored per iteration.
+- `clip_samples=True` is our departure: samples are clamped to the action box, since the env
+  clips executed actions anyway and a learned model never saw actions outside the box.
+  False samples unclipped, as the field does (the returned plan is clamped by `Planner.plan`).
+- `reduce="all"` (PlannerConfig) sums the cost over steps; `reduce=last` is the field's
+  final-step cost.
+- The elites' std is the population std; DINO-WM's `torch.std` is the sample std, larger by
+  sqrt(E / (E - 1)) (1.7% at E = 30), and undefined at E = 1.
+
+`sample_actions`, `score_samples` and `elite_set` are also used by MPPI, and `cem_search`,
+`score_samples` and `elite_set` by GRASP's CEM sync.
 """
 
 from __future__ import annotations
@@ -25,6 +46,8 @@ class CEMConfig(PlannerConfig):
     iterations: int = 30
     elites: int = 30
     std_init: float = 0.5  # in half-widths of the action box: (high - low) / 4
+    keep_mean: bool = True  # sample 0 of every iteration is the current mean (the field's)
+    clip_samples: bool = True  # ours: clamp samples to the action box (the field does not)
 
     def __post_init__(self):
         super().__post_init__()
@@ -32,11 +55,16 @@ class CEMConfig(PlannerConfig):
 
 
 def sample_actions(mean: torch.Tensor, std: torch.Tensor, samples: int, low: torch.Tensor, high: torch.Tensor,
-                   generator: torch.Generator | None) -> torch.Tensor:
-    """mean, std [B, H, A] -> K Gaussian sequences clamped to the box, [B, K, H, A]."""
+                   generator: torch.Generator | None, *, keep_mean: bool = False,
+                   clip: bool = True) -> torch.Tensor:
+    """mean, std [B, H, A] -> K sequences [B, K, H, A]: Gaussian draws around the mean, or with
+    `keep_mean` the mean itself as sample 0 and K - 1 draws; clamped to [low, high] if `clip`."""
     batch, horizon, dim = mean.shape
-    noise = randn((batch, samples, horizon, dim), generator, mean.device)
-    return torch.clamp(mean.unsqueeze(1) + std.unsqueeze(1) * noise, low, high)
+    noise = randn((batch, samples - int(keep_mean), horizon, dim), generator, mean.device)
+    actions = mean.unsqueeze(1) + std.unsqueeze(1) * noise
+    if keep_mean:
+        actions = torch.cat([mean.unsqueeze(1), actions], dim=1)
+    return torch.clamp(actions, low, high) if clip else actions
 
 
 def score_samples(wm: WorldModel, objective: Objective, z0: torch.Tensor, goal: torch.Tensor,
@@ -59,16 +87,17 @@ def elite_set(actions: torch.Tensor, cost: torch.Tensor, elites: int) -> tuple[t
 @torch.no_grad()
 def cem_search(wm: WorldModel, objective: Objective, z0: torch.Tensor, goal: torch.Tensor,
                mean: torch.Tensor, std: torch.Tensor, low: torch.Tensor, high: torch.Tensor, *,
-               samples: int, elites: int, iterations: int,
-               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Refit mean, std [B, H, A] to the elites `iterations` times.
+               samples: int, elites: int, iterations: int, generator: torch.Generator | None,
+               keep_mean: bool = True, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Refit mean, std [B, H, A] to the elites `iterations` times; K = `samples` scored per
+    iteration, sample 0 the current mean if `keep_mean`, all clamped to the box if `clip`.
 
     -> (final mean [B, H, A], best sampled cost per iteration [iters, B]).
     """
     trace = []
     for _ in range(iterations):
         # Sample and score
-        actions = sample_actions(mean, std, samples, low, high, generator)
+        actions = sample_actions(mean, std, samples, low, high, generator, keep_mean=keep_mean, clip=clip)
         cost = score_samples(wm, objective, z0, goal, actions)
         # Refit to the elites
         elite, elite_cost = elite_set(actions, cost, elites)
@@ -88,5 +117,6 @@ class CEMPlanner(Planner):
         mean = start_actions(init, batch, horizon, low, high)
         std = (cfg.std_init * (high - low) / 2).expand_as(mean)
         mean, trace = cem_search(wm, self.objective, z0, goal, mean, std, low, high, samples=cfg.samples,
-                                 elites=cfg.elites, iterations=cfg.iterations, generator=generator)
+                                 elites=cfg.elites, iterations=cfg.iterations, generator=generator,
+                                 keep_mean=cfg.keep_mean, clip=cfg.clip_samples)
         return Search(actions=mean, cost_trace=trace, transitions=cfg.iterations * cfg.samples * batch * horizon)

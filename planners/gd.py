@@ -1,8 +1,18 @@
-"""Gradient shooting: Adam on the actions, backpropagating the objective through `wm.rollout`.
+"""Gradient shooting: gradient steps on the actions, backpropagating the objective through
+`wm.rollout`. One trajectory per episode; the final actions are returned.
 
-DINO-WM and jepa-wms run a few hundred Adam steps with a small Gaussian action noise after
-each, then clamp to the action box. One trajectory per episode; the final actions are
-returned. `gd_descend` is also GRASP's GD sync (there with a fresh Adam at lr 0.05).
+As the field runs it: DINO-WM's GDPlanner takes 1000 plain SGD steps at lr 1 from random
+(standard normal) initial actions, adds Gaussian action noise of std 0.003 after each step,
+and never clips; its cost is the final step's distance to the goal. stable-worldmodel's Adam
+solver runs AdamW at lr 0.1 for 30 steps.
+
+Ours: Adam at lr 0.1 for 300 iterations from zeros (clamped into the box) or the warm start,
+no action noise (`action_noise`), the actions clamped to the box after each step
+(`clip_actions=True`; False leaves them free during the optimisation, as DINO-WM does, and
+`Planner.plan` clamps the final ones); the cost summed over steps (`reduce=last` for the
+field's).
+
+`gd_descend` is also GRASP's GD sync (there with a fresh Adam at lr 0.05).
 """
 
 from __future__ import annotations
@@ -19,15 +29,19 @@ from planners.objective import Objective
 class GDConfig(PlannerConfig):
     iterations: int = 300
     lr: float = 0.1  # Adam, in model action units
-    action_noise: float = 0.0  # std of Gaussian noise added to the actions after each step
+    action_noise: float = 0.0  # std of Gaussian noise added to the actions after each step (DINO-WM: 0.003)
+    clip_actions: bool = True  # ours: clamp to the action box after each step (DINO-WM does not)
 
 
 def gd_descend(wm: WorldModel, objective: Objective, z0: torch.Tensor, goal: torch.Tensor,
-               actions: torch.Tensor, low: torch.Tensor, high: torch.Tensor, *, steps: int, lr: float,
-               noise: float = 0.0, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               actions: torch.Tensor, low: torch.Tensor | None, high: torch.Tensor | None, *, steps: int,
+               lr: float, noise: float = 0.0,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`steps` Adam steps on actions [B, H, A] against `objective(rollout(z0, actions), goal)`.
 
-    -> (actions [B, H, A] inside the box, cost before each step [steps, B]).
+    Actions are clamped to [low, high] after each step, or left unclipped when the box is None
+    (DINO-WM's GD; GRASP's sync as its authors run it).
+    -> (actions [B, H, A], cost before each step [steps, B]).
     """
     actions = actions.detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([actions], lr=lr)
@@ -41,7 +55,8 @@ def gd_descend(wm: WorldModel, objective: Objective, z0: torch.Tensor, goal: tor
             with torch.no_grad():
                 if noise > 0:
                     actions.add_(noise * randn(actions.shape, generator, actions.device))
-                actions.clamp_(low, high)
+                if low is not None:
+                    actions.clamp_(low, high)
             trace.append(cost.detach())
     return actions.detach(), torch.stack(trace)
 
@@ -54,6 +69,7 @@ class GDPlanner(Planner):
     def search(self, wm, z0, goal, horizon, init, generator, low, high) -> Search:
         cfg = self.config
         actions = start_actions(init, z0.shape[0], horizon, low, high)
-        actions, trace = gd_descend(wm, self.objective, z0, goal, actions, low, high, steps=cfg.iterations,
+        box = (low, high) if cfg.clip_actions else (None, None)
+        actions, trace = gd_descend(wm, self.objective, z0, goal, actions, *box, steps=cfg.iterations,
                                     lr=cfg.lr, noise=cfg.action_noise, generator=generator)
         return Search(actions=actions, cost_trace=trace, transitions=cfg.iterations * z0.shape[0] * horizon)

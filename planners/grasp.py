@@ -32,7 +32,8 @@ after a sync), `clip_actions` (clamp to the box after every step), `sync_cost="o
 (the sync optimises the planner's own objective, e.g. summed over steps),
 `init_noise` (noise on the initial states), `sync_spread="output_gap"` (our earlier CEM
 sync: std = the gap at the output states including the goal, floor added once, samples
-clipped) and `state_init` (rollout or zeros instead of the straight line).
+clipped), `sync_keep_mean` (the CEM sync scores its current mean as sample 0) and
+`state_init` (rollout or zeros instead of the straight line). `compile` changes speed only.
 
 Diagnostics, to tell whether the lifted optimisation or the sync did the work: the cost
 trace is the lifted loss per iteration; `diagnostics` holds the dynamics defect per
@@ -81,7 +82,9 @@ class GRASPConfig(PlannerConfig):
     sync_cost: str = "last"  # last: final step's distance to g (authors) | objective: the planner's objective
     sync_spread: str = "input_gap"  # input_gap (authors) | output_gap (ours: std from the output gap, clipped)
     init_noise: float = 0.0  # std of the noise on the initial states
+    sync_keep_mean: bool = False  # the CEM sync scores its current mean as sample 0 (as DINO-WM's CEM does)
     state_init: str = "interp"  # interp: the straight line z0 -> g (authors) | rollout | zeros
+    compile: bool = False  # torch.compile the lifted loss (forward and backward); same numbers, see the tests
 
     def __post_init__(self):
         super().__post_init__()
@@ -111,6 +114,7 @@ class GRASPPlanner(Planner):
         super().__init__(config)
         self.goal_objective = Objective(config.metric, "all")  # the dense goal term sums over steps
         self.sync_objective = Objective("l2", "last") if config.sync_cost == "last" else self.objective
+        self.terms = torch.compile(self.lifted_terms, dynamic=False) if config.compile else self.lifted_terms
 
     def search(self, wm, z0, goal, horizon, init, generator, low, high) -> Search:
         cfg = self.config
@@ -126,19 +130,9 @@ class GRASPPlanner(Planner):
         rollouts = (cfg.state_init == "rollout") + self.probe(probes, 0, wm, z0, goal, states, actions)
         with torch.enable_grad():
             for k in range(cfg.iterations):
-                # Lifted step: every transition at once
-                defect, goal_term = self.lifted_terms(wm, z0, goal, states, actions)  # [B], [B]
-                loss = defect + cfg.gamma * goal_term if cfg.gamma else defect
-                optimiser.zero_grad(set_to_none=True)
-                loss.sum().backward()  # episodes are independent: each gets its own gradient
-                optimiser.step()
-                with torch.no_grad():
-                    if cfg.state_noise > 0:  # Langevin-style noise on the states only, never the actions
-                        states.add_(randn(states.shape, generator, states.device, out=noise), alpha=cfg.state_noise)
-                    if cfg.clip_actions:
-                        actions.clamp_(low, high)
-                trace.append(loss.detach())
-                defects.append(defect.detach())
+                loss, defect = self.lifted_step(wm, z0, goal, states, actions, optimiser, noise, generator, low, high)
+                trace.append(loss)
+                defects.append(defect)
 
                 # Probe and sync: the true rollout of the current actions, then refine them on it
                 if (k + 1) % cfg.sync_every == 0 or k + 1 == cfg.iterations:
@@ -155,7 +149,29 @@ class GRASPPlanner(Planner):
         return Search(actions=actions.detach(), cost_trace=torch.stack(trace), transitions=transitions,
                       states=states.detach(), diagnostics=diagnostics)
 
-    # -- pieces, public for tests and ablations ----------------------------------------------
+    # -- pieces, public for tests, ablations and benchmarks/bench_grasp_iteration.py -----------
+    def lifted_step(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, states: torch.Tensor,
+                    actions: torch.Tensor, optimiser: torch.optim.Optimizer, noise: torch.Tensor,
+                    generator: torch.Generator | None, low: torch.Tensor,
+                    high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One iteration on states [B, T - 1, *S] and actions [B, T, A] in place: every transition
+        at once, one Adam step, then noise on the states (into the buffer `noise`).
+
+        -> (lifted loss [B], dynamics defect [B]) before the step, detached.
+        """
+        cfg = self.config
+        defect, goal_term = self.terms(wm, z0, goal, states, actions)  # [B], [B]
+        loss = defect + cfg.gamma * goal_term if cfg.gamma else defect
+        optimiser.zero_grad(set_to_none=True)
+        loss.sum().backward()  # episodes are independent: each gets its own gradient
+        optimiser.step()
+        with torch.no_grad():
+            if cfg.state_noise > 0:  # Langevin-style noise on the states only, never the actions
+                states.add_(randn(states.shape, generator, states.device, out=noise), alpha=cfg.state_noise)
+            if cfg.clip_actions:
+                actions.clamp_(low, high)
+        return loss.detach(), defect.detach()
+
     def optimiser(self, states: torch.Tensor, actions: torch.Tensor) -> torch.optim.Adam:
         """One Adam, two groups: the authors' separate rates for states and actions."""
         return torch.optim.Adam([{"params": [states], "lr": self.config.lr_states},
@@ -265,6 +281,8 @@ class GRASPPlanner(Planner):
         for _ in range(cfg.sync_steps):
             # Sample around the mean and score by the final step
             noise = randn((batch, cfg.sync_samples, horizon, dim), generator, mean.device)
+            if cfg.sync_keep_mean:
+                noise[:, 0] = 0  # sample 0 is the mean itself: a sync never returns worse elites than it had
             samples = mean.unsqueeze(1) + var.sqrt().unsqueeze(1) * noise  # [B, K, T, A]
             cost = score_samples(wm, self.sync_objective, z0, goal, samples)  # [B, K]
             # Refit to the elites: their mean, their variance averaged over action dims plus the floor

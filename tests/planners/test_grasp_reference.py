@@ -191,7 +191,7 @@ def test_batched_grasp_matches_the_per_episode_reference(cfg):
     (GD_SYNC, {}), (CEM_SYNC, {}),  # controls: the exact rule matches through `search` too
     (GD_SYNC, dict(reset_states=True)), (GD_SYNC, dict(sync_cost="objective")), (GD_SYNC, dict(clip_actions=True)),
     (GD_SYNC, dict(init_noise=0.01)), (GD_SYNC, dict(state_init="rollout")), (CEM_SYNC, dict(sync_spread="output_gap")),
-    (CEM_SYNC, dict(reset_states=True)),
+    (CEM_SYNC, dict(reset_states=True)), (CEM_SYNC, dict(sync_keep_mean=True)),
 ])
 def test_each_departure_is_off_in_the_reference_rule_and_breaks_the_match(base, departure):
     wm = RandomMLPModel()
