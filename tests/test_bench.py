@@ -1,0 +1,130 @@
+"""The benchmark scripts: budgets -> planners, the frontier and matched-seconds tables, and tiny
+oracle runs of both scripts (seconds each; the real runs are in their docstrings)."""
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from jepa_plan.config import ConfigError, load_config
+from jepa_plan.evaluation.report import wilson_interval
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the script runs
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_script("bench_planners")
+iteration = load_script("bench_grasp_iteration")
+
+
+def budgets_of(*argv):
+    cfg = load_config(list(argv), preset="plan", schema=bench.BenchConfig, groups=("env",))
+    return bench.expand_budgets(cfg, bench.resolve_budgets(cfg, list(argv)))
+
+
+def row(family, planner, seconds, wins, n=50):
+    low, high = wilson_interval(wins, n)
+    return {"family": family, "planner": planner, "seconds_per_replan": seconds, "success_rate": wins / n,
+            "ci_low": low, "ci_high": high}
+
+
+def test_budgets_expand_into_named_planners_of_their_family():
+    budgets = budgets_of()  # the defaults: every family keeps the field's reference point
+    labels = {b.label: b for b in budgets}
+    assert labels["cem 300x30 top30"].family == "cem" and labels["mppi 512x6 top64"].family == "mppi"
+    assert labels["grasp_authors_cem 750 it"].planner.config.sync == "cem"  # the plan.yaml variant's settings
+    assert labels["grasp_authors_cem 750 it"].planner.config.sync_every == 50
+    assert labels["grasp"].planner.config.iterations == 200  # the authors' code defaults
+
+    budgets = budgets_of("budgets={cem: [{samples: 16, iterations: 2, elites: 4}, {iterations: 3}], gd: [{}]}")
+    assert [(b.family, b.label) for b in budgets] == [("cem", "cem 16x2 top4"), ("cem", "cem 128x3 top16"),
+                                                      ("gd", "gd")]  # cem's other settings from plan.yaml
+    assert [b.label for b in budgets_of("planners=[grasp,cem]")] == ["grasp", "cem"]  # one budget each, as before
+    only_cem = [b for b in budgets_of("budgets.cem=[{iterations: 3}]") if b.family == "cem"]
+    assert [b.label for b in only_cem] == ["cem 128x3 top16"] and len(budgets_of("budgets.cem=[{iterations: 3}]")) > 1
+
+
+@pytest.mark.parametrize("budgets, message", [
+    ("{cme: [{}]}", r"budgets.cme\[0\]: unknown planner 'cme'; registered planners: cem, gd, grasp.*variants"),
+    ("{cem: [{sampels: 3}]}", r"unknown config keys \['sampels'\]; valid keys: .*'samples'"),
+    ("{cem: {samples: 3}}", "budgets.cem must be a list of override mappings"),
+])
+def test_unknown_family_or_key_names_the_valid_ones(budgets, message):
+    with pytest.raises(ConfigError, match=message):
+        budgets_of(f"budgets={budgets}")
+    with pytest.raises(ConfigError, match="unknown config key 'modez'"):
+        budgets_of("modez=[mpc]")
+
+
+def test_pareto_front_keeps_points_no_cheaper_point_beats():
+    points = [row("cem", "b", 2.0, 20), row("cem", "a", 1.0, 25), row("cem", "c", 3.0, 35), row("cem", "d", 3.0, 30)]
+    assert [p["planner"] for p in bench.pareto_front(points)] == ["a", "c"]  # (1 s, 50%), (3 s, 70%)
+    assert bench.pareto_front([]) == []
+
+
+def test_matched_seconds_picks_each_familys_best_point_within_the_reference_seconds():
+    rows = [row("cem", "cem small", 1.0, 25), row("cem", "cem big", 4.0, 30),
+            row("grasp", "grasp 50", 0.5, 30), row("grasp", "grasp 100", 0.9, 40), row("grasp", "grasp 400", 2.0, 45),
+            row("gd", "gd 300", 3.0, 10)]
+    matches = {(m["reference"]["planner"], m["family"]): m for m in bench.matched_seconds(rows, "cem")}
+    small = matches[("cem small", "grasp")]
+    assert small["best"]["planner"] == "grasp 100"  # 80% within 1 s beats 60% at 0.5 s
+    assert small["verdict"] == "better" and small["difference"][1] > 0  # 80% vs 50% of 50: CI excludes 0
+    assert matches[("cem small", "gd")]["best"] is None and matches[("cem small", "gd")]["verdict"] == "-"
+    assert matches[("cem big", "grasp")]["best"]["planner"] == "grasp 400"
+    assert matches[("cem big", "gd")]["verdict"] == "worse"  # 20% vs 60%
+    assert len(matches) == 4
+    table = bench.markdown([{**r, "device": "cpu", "mode": "mpc", "horizon": 20, "planning_seconds_per_episode": 1.0,
+                             "transitions_per_replan": 100, "median_seconds_to_success": None,
+                             "final_distance": 0.1, "sync_share": None, "lifted_loss_rise_between_syncs": None,
+                             "rollout_gap_final": None} for r in rows], "cem", "header")
+    assert "| cem small | 1.000 | 50% [37%, 63%] | grasp | grasp 100 | 0.900 | 80% [67%, 89%] |" in table
+
+
+def test_tiny_oracle_frontier_run_writes_csv_markdown_and_plots(tmp_path, capsys):
+    out = tmp_path / "bench"
+    rows = bench.main(["world_model=oracle", "goals=door", "horizons=[4]", "modes=[open_loop,mpc]", "episodes=2",
+                       "threads=1", "env.resolution=32", "devices=[cpu]", f"output_dir={out}",
+                       "logger.wandb.mode=disabled",
+                       "budgets={cem: [{samples: 8, iterations: 2, elites: 2}, {samples: 16, iterations: 2, elites: 4}], "
+                       "grasp: [{iterations: 4, sync_every: 2, sync_steps: 1}]}"])
+    assert len(rows) == 2 * 3  # two modes x three budgets
+    with (out / "bench.csv").open() as f:
+        written = list(csv.DictReader(f))
+    assert [(r["mode"], r["planner"]) for r in written] == [(r["mode"], r["planner"]) for r in rows]
+    assert set(bench.COLUMNS) <= set(written[0])
+    grasp = next(r for r in rows if r["family"] == "grasp")
+    assert grasp["sync_share"] is not None or grasp["rollout_gap_final"] is not None  # GRASP's diagnostics
+    open_loop = next(r for r in rows if r["mode"] == "open_loop")
+    assert open_loop["planning_seconds_per_episode"] == pytest.approx(open_loop["seconds_per_replan"])
+    md = (out / "bench.md").read_text()
+    for section in ("## (a) Every budget", "## (b) Pareto frontier", "## (c) Matched seconds", "### cpu, mpc, H=4"):
+        assert section in md
+    for name in ("frontier_seconds_open_loop.png", "frontier_seconds_mpc.png", "frontier_transitions_mpc.png",
+                 "config.yaml"):
+        assert (out / name).exists(), name
+    assert "cem 16x2 top4" in capsys.readouterr().out
+
+
+def test_iteration_benchmark_prints_the_ratio_on_a_tiny_oracle_problem(tmp_path, capsys):
+    report = iteration.main(["world_model=oracle", "batch=3", "horizon=4", "warmup=1", "blocks=1", "repeats=2",
+                             "compile=false", "devices=[cpu]", f"output_dir={tmp_path}"])
+    printed = capsys.readouterr().out
+    assert "GRASP iteration / predictor forward+backward =" in printed
+    for what in ("| predictor forward+backward |", "| GRASP iteration (lifted_step) |", "|   Adam step |",
+                 "| Adam fused=True |", "|   rest: Python and autograd overhead |"):
+        assert what in report
+    assert (tmp_path / "iteration.md").read_text().strip() == report.strip()
+    with pytest.raises(SystemExit, match="unknown config key 'batches'.*valid keys here: .*batch"):
+        iteration.main(["batches=3"])
+    with pytest.raises(SystemExit, match="unknown config keys \\['noise'\\]"):
+        iteration.main(["planner.noise=0.1"])
