@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jepa-plan-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test mutants install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Plant each known planner fault in a copy of the tree and check that a planner test fails (about 7 min).
+mutants: $(STAMP)
+	$(PY) tests/mutants.py
 
 clean:
 	rm -rf outputs data/two_rooms wandb lightning_logs
