@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# Train (stages already done are skipped; a killed run resumes), then plan with GRASP (the authors' CEM-sync preset) and CEM.
+# Train (stages already done are skipped; a killed run resumes), then plan with GRASP (the authors' CEM-sync preset and ours) and CEM.
 demo: $(STAMP)
 	$(PY) train.py resume=true
-	$(PY) plan.py checkpoint=outputs/train/two_rooms/world_model.pt planners=[grasp_authors_cem,cem]
+	$(PY) plan.py checkpoint=outputs/train/two_rooms/world_model.pt planners=[grasp_authors_cem,grasp_tuned,cem]
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -74,7 +74,7 @@ DEFAULT_BUDGETS = {
     "grasp_authors_cem": [{"iterations": 750}, {"iterations": 200}, {"iterations": 100}],  # sync every 50
     "grasp_authors_gd": [{"iterations": 750}, {"iterations": 200}],
     "grasp": [{}],  # the authors' code defaults: 200 iterations, GD sync every 50
-    "grasp_tuned": [{"iterations": 750}, {"iterations": 200}, {"iterations": 100}],  # ours: plan.yaml
+    "grasp_tuned": [{"iterations": 400}, {"iterations": 200}, {"iterations": 100}],  # ours: plan.yaml
 }
 MODES = ("open_loop", "mpc")
 DIAGNOSTICS = ("sync_share", "lifted_loss_rise_between_syncs", "rollout_gap_final")  # GRASP only
