@@ -142,7 +142,7 @@ class GRASPPlanner(Planner):
                     if sync:
                         optimiser = self.optimiser(states, actions)  # fresh moments, as the authors restart Adam
 
-        diagnostics = {"defect": torch.stack(defects) if defects else torch.zeros(0, batch),
+        diagnostics = {"defect": torch.stack(defects),
                        "probe_iteration": torch.tensor(probes.pop("probe_iteration"))}
         diagnostics.update({key: torch.stack(values) for key, values in probes.items()})
         transitions = batch * horizon * (cfg.iterations + rollouts)
