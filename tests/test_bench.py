@@ -115,6 +115,25 @@ def test_tiny_oracle_frontier_run_writes_csv_markdown_and_plots(tmp_path, capsys
     assert "cem 16x2 top4" in capsys.readouterr().out
 
 
+def test_merge_keeps_later_rows_and_drops_redefined_families(tmp_path):
+    bench = load_script("bench_planners")
+    runs = []
+    for i, budgets in enumerate(["{cem: [{samples: 8, iterations: 2, elites: 2}], grasp: [{iterations: 2, sync_every: 1}]}",
+                                 "{grasp: [{iterations: 4, sync_every: 2}]}"]):
+        runs.append(tmp_path / f"run{i}")
+        bench.main(["world_model=oracle", "goals=door", "horizons=[3]", "episodes=2", "threads=1", "env.resolution=32",
+                    "devices=[cpu]", f"output_dir={runs[-1]}", "logger.wandb.mode=disabled", f"budgets={budgets}"])
+    merge = load_script("merge_bench")
+    merge.main([f"out={tmp_path / 'merged'}", f"runs=[{runs[0]},{runs[1]}]", "drop_family_from_first=[grasp]"])
+    with (tmp_path / "merged" / "bench.csv").open() as f:
+        planners = [r["planner"] for r in csv.DictReader(f)]
+    assert planners == ["cem 8x2 top2", "grasp 4 it sync_every=2"]
+    assert "grasp 4 it" in (tmp_path / "merged" / "bench.md").read_text()
+    assert (tmp_path / "merged" / "frontier_seconds_open_loop.png").exists()
+    with pytest.raises(SystemExit, match="unknown keys"):
+        merge.main([f"out={tmp_path}", "runs=[]", "bogus=1"])
+
+
 def test_iteration_benchmark_prints_the_ratio_on_a_tiny_oracle_problem(tmp_path, capsys):
     report = iteration.main(["world_model=oracle", "batch=3", "horizon=4", "warmup=1", "blocks=1", "repeats=2",
                              "compile=false", "devices=[cpu]", f"output_dir={tmp_path}"])
