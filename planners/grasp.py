@@ -161,7 +161,7 @@ class GRASPPlanner(Planner):
         """
         cfg = self.config
         defect, goal_term = self.terms(wm, z0, goal, states, actions)  # [B], [B]
-        loss = defect + cfg.gamma * goal_term if cfg.gamma else defect
+        loss = defect + cfg.gamma * goal_term
         optimiser.zero_grad(set_to_none=True)
         loss.sum().backward()  # episodes are independent: each gets its own gradient
         optimiser.step()

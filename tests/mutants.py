@@ -82,7 +82,7 @@ MUTANTS = [
            "samples = mean.unsqueeze(1) + var.sqrt().unsqueeze(1) * noise  # [B, K, T, A]",
            "samples = (mean.unsqueeze(1) + var.sqrt().unsqueeze(1) * noise).clamp(-0.3, 0.3)  # [B, K, T, A]"),
     Mutant("grasp_goal_weight_ignored", "GRASP: goal term weight ignored", "planners/grasp.py",
-           "loss = defect + cfg.gamma * goal_term if cfg.gamma else defect", "loss = defect + goal_term"),
+           "loss = defect + cfg.gamma * goal_term", "loss = defect + goal_term"),
     Mutant("grasp_goal_target_detached", "GRASP: the target s_{t+1} detached (states never move)",
            "planners/grasp.py", "targets = torch.cat([states, goal.unsqueeze(1)], dim=1)",
            "targets = torch.cat([states.detach(), goal.unsqueeze(1)], dim=1)"),
