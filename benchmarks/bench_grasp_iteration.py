@@ -43,7 +43,7 @@ import torch
 from omegaconf import ListConfig
 
 from jepa_plan.config import ConfigError, load_config, to_container
-from jepa_plan.envs.oracle import TwoRoomsOracle
+from jepa_plan.envs.two_rooms.oracle import TwoRoomsOracle
 from jepa_plan.envs.two_rooms import TwoRoomsConfig, sample_free_state
 from planners import GRASPPlanner, build_planner
 from planners.base import model_step, randn, start_actions
@@ -78,11 +78,11 @@ def fresh_world_model(latent_dim: int = 128, frameskip: int = 2) -> WorldModel:
     EncoderConfig.dim = 128 pooled latent, actions = frameskip 2 x 2), random weights. Only
     `step` is timed, so the encoder is a one-block stub."""
     from encoders import VideoViT
-    from world_models.module import WorldModelConfig
+    from world_models import WorldModelConfig
 
     wm_cfg = WorldModelConfig()
     action_dim = 2 * frameskip
-    predictor = PREDICTORS[wm_cfg.name](latent_dim, action_dim, hidden=wm_cfg.hidden, layers=wm_cfg.layers,
+    predictor = PREDICTORS[wm_cfg.name][0](latent_dim, action_dim, hidden=wm_cfg.hidden, layers=wm_cfg.layers,
                                         action_embed=wm_cfg.action_embed)
     torch.nn.init.normal_(predictor.mlp[-1].weight, std=0.01)  # not the identity map it starts as
     encoder = VideoViT(img_size=16, patch_size=8, dim=latent_dim, depth=1, heads=2, mlp_ratio=2.0)

@@ -52,13 +52,11 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from jepa_plan.config import ConfigError, PlanConfig, load_config, to_container, to_dataclass
-from jepa_plan.envs import ENV_CONFIGS
-from jepa_plan.envs.two_rooms import TwoRoomsBatch
+from jepa_plan.config import ConfigError, PlanConfig, load_config, to_container
 from jepa_plan.evaluation.goals import GoalError
 from jepa_plan.evaluation.mpc import EpisodeLog, run_episodes
 from jepa_plan.evaluation.report import new_axes, save_figure, summarize, wilson_interval
-from jepa_plan.planning import build_planners, goal_set, load_world_model
+from jepa_plan.planning import build_env, build_planners, goal_set, load_world_model
 from planners import Planner
 from world_models import CheckpointError
 
@@ -344,17 +342,16 @@ def run(cfg, budgets: list[Budget]) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.create({**to_container(cfg), "budgets": {b.label: {"family": b.family,
                    **vars(b.planner.config)} for b in budgets}}), out / "config.yaml")
-    env_cfg = to_dataclass(cfg.env, ENV_CONFIGS[cfg.env.name])
-    env = TwoRoomsBatch(env_cfg)
+    env = build_env(cfg)
     rows = []
     with (out / "bench.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for device in cfg.devices:
-            wm = load_world_model(cfg, env_cfg, torch.device(device))
+            wm = load_world_model(cfg, env, torch.device(device))
             for horizon in cfg.horizons:
                 # Same goals for every budget and mode at this horizon (and on every device).
-                goals = goal_set(cfg, env_cfg, wm, np.random.default_rng(cfg.seed), horizon=horizon)
+                goals = goal_set(cfg, env, wm, np.random.default_rng(cfg.seed), horizon=horizon)
                 max_steps = cfg.max_steps or horizon * wm.frameskip
                 for mode in cfg.modes:
                     for budget in budgets:

@@ -1,6 +1,6 @@
 """Video encoders and V-JEPA pretraining (a wing: imports neither jepa_plan nor world_models).
 
-`ENCODERS` maps config names to encoder classes; `EncoderConfig.name` selects one.
+`ENCODERS` maps config names to (encoder class, config class); `EncoderConfig.name` selects one.
 """
 
 from encoders.diagnostics import (
@@ -16,7 +16,8 @@ from encoders.predictor import MaskedPredictor
 from encoders.vit import VideoViT, frames_to_input, sincos_pos_embed_3d
 from encoders.vjepa import EncoderConfig, VJEPAModule, build_encoder
 
-ENCODERS = {"vit": VideoViT}
+# name -> (encoder class, config class): the shape of every component table (planners.PLANNERS).
+ENCODERS = {"vit": (VideoViT, EncoderConfig)}
 
 __all__ = [
     "ENCODERS",

@@ -88,8 +88,8 @@ def build_encoder(cfg: EncoderConfig, img_size: int) -> nn.Module:
     from encoders import ENCODERS  # the table lives in the package, beside the classes
 
     if cfg.name not in ENCODERS:
-        raise KeyError(f"unknown encoder {cfg.name!r}; valid: {sorted(ENCODERS)}")
-    return ENCODERS[cfg.name](
+        raise KeyError(f"unknown encoder {cfg.name!r}; registered encoders: {sorted(ENCODERS)}")
+    return ENCODERS[cfg.name][0](
         img_size=img_size,
         patch_size=cfg.patch_size,
         tubelet_size=cfg.tubelet_size,

@@ -21,12 +21,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from jepa_plan.config import ConfigError, PlanConfig, load_config, to_container, to_dataclass
-from jepa_plan.envs import ENV_CONFIGS
-from jepa_plan.envs.oracle import TwoRoomsOracle
-from jepa_plan.envs.two_rooms import TwoRoomsBatch
-from jepa_plan.evaluation.goals import GoalError, make_goals
-from jepa_plan.evaluation.mpc import run_episodes
+from jepa_plan.config import ConfigError, PlanConfig, load_config, to_container
+from jepa_plan.envs import MissingExtra, make_env
+from jepa_plan.envs.base import Env
+from jepa_plan.evaluation.goals import GoalError, goal_sources, make_goals
+from jepa_plan.evaluation.mpc import BoundsError, check_bounds, run_episodes
 from jepa_plan.evaluation.report import (
     DIAGNOSTIC_COLUMNS,
     format_table,
@@ -37,7 +36,7 @@ from jepa_plan.evaluation.report import (
     write_gifs,
     write_results,
 )
-from jepa_plan.wandb_dirs import keep_wandb_files_in
+from jepa_plan.wandb_dirs import fallback_to_offline, keep_wandb_files_in, usable_wandb_mode
 from planners import PLANNERS, Planner, build_planner
 from world_models import CheckpointError, WorldModel
 
@@ -52,20 +51,45 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_world_model(cfg: DictConfig, env_cfg, device: torch.device):
+def load_world_model(cfg: DictConfig, env: Env, device: torch.device):
     """The trained world model named by `checkpoint=`, or the env's oracle."""
     if cfg.world_model == "oracle":
-        return TwoRoomsOracle(env_cfg, frameskip=cfg.oracle_frameskip, wall_softness=cfg.oracle_wall_softness).to(device)
+        try:
+            return env.oracle(frameskip=cfg.oracle_frameskip, wall_softness=cfg.oracle_wall_softness).to(device)
+        except NotImplementedError as err:
+            raise ConfigError(str(err)) from None
     if not cfg.checkpoint:
         raise ConfigError("world_model=checkpoint needs checkpoint=PATH (a world_model.pt from train.py), "
                           "or use world_model=oracle")
     wm = WorldModel.from_checkpoint(cfg.checkpoint, map_location=device)
     trained_env = wm.meta.get("env", {})
-    if trained_env.get("name") != env_cfg.name or trained_env.get("resolution") != env_cfg.resolution:
+    if trained_env.get("name") != env.name or trained_env.get("resolution") != env.resolution:
         raise CheckpointError(
             f"{cfg.checkpoint}: trained on env {trained_env.get('name')!r} at {trained_env.get('resolution')} px, "
-            f"but this run plans in {env_cfg.name!r} at {env_cfg.resolution} px; pass env= / env.resolution= to match")
+            f"but this run plans in {env.name!r} at {env.resolution} px; pass env={trained_env.get('name')} "
+            f"env.resolution={trained_env.get('resolution')} to match")
     return wm
+
+
+def build_env(cfg: DictConfig) -> Env:
+    """The run's env; its goal sets extend the generic goal sources, and `goals=` must name one."""
+    try:
+        env = make_env(to_container(cfg.env))
+    except MissingExtra as err:
+        raise ConfigError(str(err)) from None
+    if cfg.goals not in goal_sources(env):
+        raise ConfigError(f"goals='{cfg.goals}' is not a goal source of env {env.name!r}; "
+                          f"valid: {', '.join(goal_sources(env))}")
+    return env
+
+
+def check_plan_bounds(cfg: DictConfig) -> None:
+    """episodes, horizon, max_steps and replan_every must each be at least 1."""
+    try:
+        check_bounds(episodes=cfg.episodes, horizon=cfg.horizon, max_steps=cfg.max_steps,
+                     replan_every=cfg.replan_every)
+    except BoundsError as err:
+        raise ConfigError(str(err)) from None
 
 
 def build_planners(cfg: DictConfig) -> dict[str, Planner]:
@@ -86,8 +110,9 @@ def build_planners(cfg: DictConfig) -> dict[str, Planner]:
     return planners
 
 
-def goal_set(cfg: DictConfig, env_cfg, wm, rng: np.random.Generator, horizon: int | None = None):
-    """The run's goals; dataset goals lie `horizon` (default cfg.horizon) model steps ahead."""
+def goal_set(cfg: DictConfig, env: Env, wm, rng: np.random.Generator, horizon: int | None = None):
+    """The run's goals; dataset goals lie `goal_offset` env steps ahead when the config names
+    one (a published protocol), else `horizon` (default cfg.horizon) model steps."""
     data_dir, val_names = cfg.data_dir, None
     if cfg.goals == "dataset" and isinstance(wm, WorldModel):
         trained = wm.meta.get("config", {})
@@ -95,8 +120,8 @@ def goal_set(cfg: DictConfig, env_cfg, wm, rng: np.random.Generator, horizon: in
         val_names = wm.meta.get("val_names")  # held-out episodes, when the checkpoint records them
     if cfg.goals == "dataset" and data_dir is None:
         raise ConfigError("goals=dataset needs data_dir= (the oracle has no training data of its own)")
-    offset = (horizon or cfg.horizon) * wm.frameskip
-    return make_goals(cfg.goals, env_cfg, cfg.episodes, rng, offset=offset, data_dir=data_dir,
+    offset = cfg.goal_offset or (horizon or cfg.horizon) * wm.frameskip
+    return make_goals(cfg.goals, env, cfg.episodes, rng, offset=offset, data_dir=data_dir,
                       val_names=val_names, image=cfg.goal_image)
 
 
@@ -110,13 +135,22 @@ def run_planners(cfg: DictConfig, wm, planners: dict[str, Planner], env, goals, 
 
 
 def log_to_wandb(cfg: DictConfig, out: Path, summaries: dict, plots: list[Path], gifs: dict[str, list[Path]]) -> None:
-    if cfg.logger.wandb.mode == "disabled":
+    mode = usable_wandb_mode(cfg.logger.wandb.mode)
+    if mode == "disabled":
         return
     keep_wandb_files_in(out)
     import wandb
 
-    run = wandb.init(project=cfg.logger.wandb.project, entity=cfg.logger.wandb.entity, dir=str(out),
-                     mode=cfg.logger.wandb.mode, job_type="plan", config=to_container(cfg), name=out.name)
+    def init(mode: str):
+        return wandb.init(project=cfg.logger.wandb.project, entity=cfg.logger.wandb.entity, dir=str(out),
+                          mode=mode, job_type="plan", config=to_container(cfg), name=out.name)
+
+    try:
+        run = init(mode)
+    except Exception as err:  # a key W&B refuses, a server that stops answering: the results are written
+        if mode != "online":
+            raise
+        run = init(fallback_to_offline(f"wandb.init failed ({type(err).__name__}: {err})"))
     columns = ["planner", "success_rate", "ci_low", "ci_high", "median_seconds_to_success", "seconds_per_replan",
                "transitions", "final_distance_mean", *DIAGNOSTIC_COLUMNS]
     table = wandb.Table(columns=columns)
@@ -138,20 +172,20 @@ def log_to_wandb(cfg: DictConfig, out: Path, summaries: dict, plots: list[Path],
 
 def run(cfg: DictConfig) -> dict:
     started = time.time()
+    check_plan_bounds(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    env_cfg = to_dataclass(cfg.env, ENV_CONFIGS[cfg.env.name])
-    wm = load_world_model(cfg, env_cfg, device)
+    env = build_env(cfg)
+    wm = load_world_model(cfg, env, device)
     planners = build_planners(cfg)
     try:
-        goals = goal_set(cfg, env_cfg, wm, np.random.default_rng(cfg.seed))
+        goals = goal_set(cfg, env, wm, np.random.default_rng(cfg.seed))
     except GoalError as err:
         raise ConfigError(str(err)) from None
-    env = TwoRoomsBatch(env_cfg)
     log(f"{len(goals)} {goals.kind} goals, horizon {cfg.horizon} model steps (frameskip {wm.frameskip}), "
         f"{cfg.mode}" + (f", replan every {cfg.replan_every}, budget {cfg.max_steps} env steps" if cfg.mode == "mpc" else "")
         + f", on {device}")

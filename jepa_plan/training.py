@@ -35,12 +35,14 @@ from encoders.vjepa import EncoderConfig, VJEPAModule, build_encoder
 from jepa_plan.collect import collect_episodes
 from jepa_plan.config import ConfigError, load_config, to_container, to_dataclass
 from jepa_plan.data.datamodule import EpisodeDataModule
-from jepa_plan.envs import ENV_CONFIGS
-from jepa_plan.wandb_dirs import keep_wandb_files_in
+from jepa_plan.data.episodes import DatasetError, check_env, read_manifest
+from jepa_plan.envs import MissingExtra
+from jepa_plan.wandb_dirs import fallback_to_offline, keep_wandb_files_in, usable_wandb_mode
 from world_models import WorldModel
 from world_models.diagnostics import readiness_table
 from world_models.latents import LatentSplit, encode_episodes, stack_actions, windows
-from world_models.module import WorldModelConfig, WorldModelModule
+from world_models.config import WorldModelConfig
+from world_models.module import WorldModelModule
 
 ENCODER_FORMAT = "jepa_plan.encoder/v1"
 
@@ -65,17 +67,25 @@ def prepare_output_dir(cfg: DictConfig) -> Path:
 
 
 def ensure_dataset(cfg: DictConfig) -> Path:
-    """Collect the built-in environment's data set into `data.dir` unless it is already there."""
+    """Collect the env's data set into `data.dir` unless it is already there; a data set from
+    another env or resolution than the run's is refused by name."""
     root = Path(cfg.data.dir)
     if (root / "manifest.json").exists():
+        try:
+            check_env(read_manifest(root), root, cfg.env.name, cfg.env.resolution)
+        except DatasetError as err:
+            raise ConfigError(str(err)) from None
         return root
     if root.exists() and any(root.iterdir()):
         raise ConfigError(f"data.dir={root} exists but has no manifest.json; point data.dir at an episode "
                           "data set or at a new folder to collect into")
-    env_cfg = to_dataclass(cfg.env, ENV_CONFIGS[cfg.env.name])
     log(f"collecting {cfg.data.episodes} episodes x {cfg.data.episode_steps} steps of {cfg.env.name} into {root}")
     tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
-    collect_episodes(env_cfg, tmp, episodes=cfg.data.episodes, steps=cfg.data.episode_steps, seed=cfg.data.collect_seed)
+    try:
+        collect_episodes(to_container(cfg.env), tmp, episodes=cfg.data.episodes, steps=cfg.data.episode_steps,
+                         seed=cfg.data.collect_seed)
+    except MissingExtra as err:
+        raise ConfigError(str(err)) from None
     try:
         tmp.rename(root)  # atomic: another process never sees half a data set
     except OSError:
@@ -108,17 +118,30 @@ def resolve_precision(precision: str) -> str:
 def make_loggers(cfg: DictConfig, out: Path, stage: str) -> list:
     # A new CSV version folder per attempt: a resumed run never overwrites the earlier metrics.
     loggers = [CSVLogger(save_dir=out / stage, name="csv")]
-    mode = cfg.logger.wandb.mode
+    mode = usable_wandb_mode(cfg.logger.wandb.mode)
     if mode != "disabled":
         keep_wandb_files_in(out)
         id_file = out / stage / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.exists() else None
-        logger = WandbLogger(project=cfg.logger.wandb.project, entity=cfg.logger.wandb.entity,
-                             name=f"{out.name}-{stage}", group=str(out), save_dir=str(out),
-                             offline=mode == "offline", id=run_id, resume="allow" if run_id else None,
-                             job_type=stage)
+
+        def wandb_logger(offline: bool) -> WandbLogger:
+            # `mode` passed explicitly: Lightning's `offline` only sets WANDB_MODE, which W&B no
+            # longer reads once an earlier run in this process has set it up (train, then plan).
+            return WandbLogger(project=cfg.logger.wandb.project, entity=cfg.logger.wandb.entity,
+                               name=f"{out.name}-{stage}", group=str(out), save_dir=str(out), offline=offline,
+                               mode="offline" if offline else "online", id=run_id,
+                               resume="allow" if run_id else None, job_type=stage)
+
+        logger = wandb_logger(offline=mode == "offline")
         if rank_zero_only.rank == 0:
-            logger.log_hyperparams(to_container(cfg))
+            try:
+                logger.log_hyperparams(to_container(cfg))  # starts the W&B run
+            except Exception as err:  # a key W&B refuses, a server that stops answering
+                if mode != "online":
+                    raise
+                fallback_to_offline(f"wandb.init failed ({type(err).__name__}: {err})")
+                logger = wandb_logger(offline=True)
+                logger.log_hyperparams(to_container(cfg))
             id_file.parent.mkdir(parents=True, exist_ok=True)
             id_file.write_text(logger.version or "")
         loggers.append(logger)

@@ -74,8 +74,12 @@ def test_plan_errors_name_the_input(tmp_path):
         run(plan_config(tmp_path, "world_model=oracle", "planners=[ilqr]"))
     with pytest.raises(ConfigError, match="planner.cem: .*unknown config keys \\['sampels'\\]"):
         run(plan_config(tmp_path, "world_model=oracle", "planners=[cem]", "planner.cem.sampels=3"))
-    with pytest.raises(ConfigError, match="goals='maze' is not one of"):
-        plan_config(tmp_path, "goals=maze")
+    with pytest.raises(ConfigError, match="goals='maze' is not a goal source of env 'two_rooms'; "
+                                          "valid: dataset, random, image, door, same_room"):
+        run(plan_config(tmp_path, "world_model=oracle", "goals=maze"))
+    for bound in ("episodes=0", "horizon=0", "max_steps=-5", "replan_every=0"):
+        with pytest.raises(ConfigError, match=f"{bound}: must be at least 1"):
+            run(plan_config(tmp_path, "world_model=oracle", "goals=random", bound))
     with pytest.raises(ConfigError, match="goal image .*missing.png: file not found"):
         run(plan_config(tmp_path, "world_model=oracle", "goals=image", f"goal_image={tmp_path / 'missing.png'}"))
 

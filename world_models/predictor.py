@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from world_models.config import WorldModelConfig
+
 
 class MLPPredictor(nn.Module):
     """Markov one-step predictor on a latent vector: `z' = z + MLP([LN(z), embed(a)])`.
@@ -38,4 +40,5 @@ class MLPPredictor(nn.Module):
         return z + self.mlp(h)
 
 
-PREDICTORS = {"mlp": MLPPredictor}
+# name -> (predictor class, config class): the shape of every component table (planners.PLANNERS).
+PREDICTORS = {"mlp": (MLPPredictor, WorldModelConfig)}

@@ -41,8 +41,8 @@ class CheckpointError(ValueError):
 
 
 def build_predictor(cfg: dict, latent_dim: int, action_dim: int) -> nn.Module:
-    return PREDICTORS[cfg["name"]](latent_dim, action_dim, hidden=cfg["hidden"], layers=cfg["layers"],
-                                   action_embed=cfg["action_embed"])
+    return PREDICTORS[cfg["name"]][0](latent_dim, action_dim, hidden=cfg["hidden"], layers=cfg["layers"],
+                                      action_embed=cfg["action_embed"])
 
 
 class WorldModel(nn.Module):

@@ -82,6 +82,19 @@ def read_manifest(root: str | Path) -> dict:
     return manifest
 
 
+def check_env(manifest: dict, where: str | Path, name: str, resolution: int) -> None:
+    """Refuse a data set recorded from another env or resolution than `name` at `resolution`
+    px, naming both; a manifest without an env record (data of the user's own) passes."""
+    recorded = manifest.get("env")
+    if not recorded:
+        return
+    if recorded.get("name") != name or recorded.get("resolution") != resolution:
+        raise DatasetError(
+            f"{where}: recorded from env {recorded.get('name')!r} at {recorded.get('resolution')} px, but this run "
+            f"uses env {name!r} at {resolution} px; pass env={recorded.get('name')} "
+            f"env.resolution={recorded.get('resolution')}, or point at data of this env")
+
+
 def _check_counts(path: Path, counts: dict[str, int]) -> None:
     if counts["actions"] != counts["frames"] or counts["states"] != counts["frames"]:
         other = "actions" if counts["actions"] != counts["frames"] else "states"

@@ -1,4 +1,11 @@
-"""Environments by name: `make_env(cfg)` builds the env whose `cfg.name` is registered here."""
+"""Environments by name: `ENVS = {name: (EnvClass, ConfigClass)}`, the same table shape as
+`planners.PLANNERS`, `encoders.ENCODERS` and `world_models.PREDICTORS`.
+
+`make_env(cfg)` builds the env whose `cfg.name` is registered. Every env implements the batched
+protocol of `jepa_plan.envs.base.Env`. External envs import their optional packages only when
+built, so this table imports without them; building one without its extra raises `MissingExtra`
+with the pip command.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +13,29 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import gymnasium as gym
-
+from jepa_plan.envs.base import Env, EnvConfig, MissingExtra
+# PENDING from jepa_plan.envs.pointmaze import PointMazeEnv, PointMazeMediumConfig, PointMazeUMazeConfig
+# PENDING from jepa_plan.envs.swm_tworoom import SWMTwoRoomEnv, TwoRoomConfig
 from jepa_plan.envs.two_rooms import TwoRoomsConfig, TwoRoomsEnv
 
-ENVS: dict[str, type[gym.Env]] = {"two_rooms": TwoRoomsEnv}
-ENV_CONFIGS: dict[str, type] = {"two_rooms": TwoRoomsConfig}
+ENVS: dict[str, tuple[type[Env], type[EnvConfig]]] = {
+    "two_rooms": (TwoRoomsEnv, TwoRoomsConfig),
+    # PENDING "tworoom": (SWMTwoRoomEnv, TwoRoomConfig),
+    # PENDING "pointmaze_umaze": (PointMazeEnv, PointMazeUMazeConfig),
+    # PENDING "pointmaze_medium": (PointMazeEnv, PointMazeMediumConfig),
+}
 
 
-def env_config(cfg: Any):
+def env_config(cfg: Any) -> EnvConfig:
     """The registered config dataclass for `cfg`, which may already be one, or a mapping
     (dict, OmegaConf DictConfig) with a `name` key and any of the dataclass's fields.
 
     Raises ValueError naming the valid choices on an unknown env name or key.
     """
     name = cfg["name"] if isinstance(cfg, Mapping) else getattr(cfg, "name", None)
-    if name not in ENV_CONFIGS:
-        raise ValueError(f"unknown env name {name!r}; registered envs: {sorted(ENV_CONFIGS)}")
-    config_cls = ENV_CONFIGS[name]
+    if name not in ENVS:
+        raise ValueError(f"unknown env {name!r}; registered envs: {', '.join(sorted(ENVS))}")
+    config_cls = ENVS[name][1]
     if isinstance(cfg, config_cls):
         return cfg
     if isinstance(cfg, Mapping):
@@ -37,7 +49,10 @@ def env_config(cfg: Any):
     return config_cls(**values)
 
 
-def make_env(cfg: Any) -> gym.Env:
+def make_env(cfg: Any) -> Env:
     """Build the env named by `cfg.name` from its config (dataclass or mapping)."""
     cfg = env_config(cfg)
-    return ENVS[cfg.name](cfg)
+    return ENVS[cfg.name][0](cfg)
+
+
+__all__ = ["ENVS", "Env", "EnvConfig", "MissingExtra", "env_config", "make_env"]

@@ -1,14 +1,15 @@
 """Goal sources: where the (start, goal) pairs of an evaluation come from.
 
-Every source returns a `GoalSet`; every planner in a run is evaluated on the same one.
+Every source returns a `GoalSet`; every planner in a run is evaluated on the same one. The
+sources are generic; an env adds its own goal sets (`env.GOAL_SETS`, e.g. two_rooms' `door`).
 
-- `dataset`: a held-out episode's frame t as start, its frame t + H * frameskip as goal
-  (reachable by construction, DESIGN.md evaluation protocol);
-- `random`: random free start and goal states anywhere;
-- `same_room`: start and goal in the same room;
-- `door`: start and goal in different rooms, so the plan must go through the door;
-- `image`: one goal image file for every episode (random starts); the true goal state is
-  read off the image when the env can do that (two_rooms: the agent's colour), else unknown.
+- `dataset`: a held-out episode's frame t as start, its frame t + offset as goal (reachable by
+  construction, DESIGN.md evaluation protocol); the offset is H * frameskip unless a protocol
+  names it (TwoRoom: 100 env steps);
+- `random`: start and goal drawn by `env.sample_states`, pairs that are already solved redrawn;
+- `image`: one goal image file for every episode (random starts); the true goal state is read
+  off the image when the env can (`env.state_from_frame`), else unknown and success is not judged;
+- any name in `env.GOAL_SETS`: the env's own `goal_pairs`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jepa_plan.data.episodes import EpisodeStore
-from jepa_plan.envs.two_rooms import TwoRoomsConfig, render_states, sample_free_state
+from jepa_plan.data.episodes import EpisodeStore, check_env
+from jepa_plan.envs.base import Env
 
-SOURCES = ("dataset", "random", "same_room", "door", "image")
+SOURCES = ("dataset", "random", "image")  # generic; an env adds its GOAL_SETS
 
 
 class GoalError(ValueError):
@@ -42,45 +43,38 @@ class GoalSet:
         return len(self.start_states)
 
 
-def make_goals(source: str, env_cfg: TwoRoomsConfig, n: int, rng: np.random.Generator, *,
-               offset: int = 20, data_dir: str | None = None, val_names: list[str] | None = None,
+def goal_sources(env: Env) -> tuple[str, ...]:
+    """The goal sources `env` can draw from: the generic ones and its own goal sets."""
+    return SOURCES + tuple(kind for kind in env.GOAL_SETS if kind not in SOURCES)
+
+
+def make_goals(source: str, env: Env, n: int, rng: np.random.Generator, *, offset: int = 20,
+               data_dir: str | None = None, val_names: list[str] | None = None,
                image: str | None = None) -> GoalSet:
     """`n` start/goal pairs from `source` (see module docstring); `offset` env steps for `dataset`."""
-    if source not in SOURCES:
-        raise GoalError(f"unknown goal source {source!r}; valid: {', '.join(SOURCES)}")
+    if source not in goal_sources(env):
+        raise GoalError(f"unknown goal source {source!r} for env {env.name!r}; valid: {', '.join(goal_sources(env))}")
+    if n < 1:
+        raise GoalError(f"episodes={n} must be at least 1")
     if source == "dataset":
-        return dataset_goals(data_dir, val_names, n, offset, rng)
+        return dataset_goals(data_dir, val_names, n, offset, rng, env)
     if source == "image":
-        frame = load_goal_image(image, env_cfg.resolution)
-        starts = sample_free_state(rng, n, env_cfg)
-        goal_state = agent_position(frame, env_cfg)
-        return GoalSet(starts, np.repeat(goal_state[None], n, 0), np.repeat(frame[None], n, 0), "image")
-    if source == "random":
-        starts, goals = sample_free_state(rng, n, env_cfg), sample_free_state(rng, n, env_cfg)
-    else:
-        rooms = rng.choice([-1, 1], size=n)
-        goal_rooms = rooms if source == "same_room" else -rooms
-        starts, goals = np.empty((n, 2), np.float32), np.empty((n, 2), np.float32)
-        for room in (-1, 1):  # two vectorised draws, one per room
-            starts[rooms == room] = sample_free_state(rng, int((rooms == room).sum()), env_cfg, room=room)
-            goals[goal_rooms == room] = sample_free_state(rng, int((goal_rooms == room).sum()), env_cfg, room=room)
-        # Goals already solved at the start would flatter every planner: resample them.
-        close = np.linalg.norm(starts - goals, axis=1) < 2 * env_cfg.success_radius
-        while close.any():
-            idx = np.flatnonzero(close)
-            for room in (-1, 1):
-                pick = idx[goal_rooms[idx] == room]
-                goals[pick] = sample_free_state(rng, len(pick), env_cfg, room=room)
-            close = np.linalg.norm(starts - goals, axis=1) < 2 * env_cfg.success_radius
-    return GoalSet(starts, goals, render_states(goals, env_cfg), source)
+        frame = load_goal_image(image, env.resolution)
+        goal_state = env.state_from_frame(frame)
+        return GoalSet(env.sample_states(rng, n), np.repeat(goal_state[None], n, 0), np.repeat(frame[None], n, 0),
+                       "image")
+    starts, goals = env.goal_pairs(source, rng, n)
+    return GoalSet(starts, goals, env.render_states(goals), source)
 
 
 def dataset_goals(data_dir: str | None, val_names: list[str] | None, n: int, offset: int,
-                  rng: np.random.Generator) -> GoalSet:
-    """Start = frame t of a held-out episode, goal = frame t + offset of the same episode."""
+                  rng: np.random.Generator, env: Env) -> GoalSet:
+    """Start = frame t of a held-out episode, goal = frame t + offset of the same episode; the
+    data set must come from `env` at its resolution, and carry states."""
     if data_dir is None:
         raise GoalError("goals=dataset needs data_dir= (an episode data set; by default the one the model trained on)")
     store = EpisodeStore(data_dir)
+    check_env(store.manifest, data_dir, env.name, env.resolution)
     names = [name for name in (val_names or store.names) if name in store.lengths and store.lengths[name] > offset]
     if not names:
         raise GoalError(f"{data_dir}: no episode is longer than the goal offset of {offset} steps "
@@ -119,13 +113,3 @@ def load_goal_image(path: str | None, resolution: int) -> np.ndarray:
     if image.size != (resolution, resolution):
         image = image.resize((resolution, resolution), Image.BILINEAR)
     return np.asarray(image, dtype=np.uint8).copy()
-
-
-def agent_position(frame: np.ndarray, env_cfg: TwoRoomsConfig) -> np.ndarray:
-    """The agent centre read off a two_rooms image [R, R, 3] -> [2] (NaN if no agent is seen)."""
-    import torch
-
-    from jepa_plan.envs.oracle import TwoRoomsOracle
-
-    oracle = TwoRoomsOracle(env_cfg)
-    return oracle.encode(torch.from_numpy(frame).permute(2, 0, 1)[None, None])[0, 0].numpy()

@@ -12,10 +12,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from jepa_plan.envs.base import Env
 from jepa_plan.evaluation.goals import GoalSet
 from planners import PlanResult
 
 NONFINITE = "world model returned NaN or inf"
+
+
+class BoundsError(ValueError):
+    """A plan-time bound (episodes, horizon, max_steps, replan_every) is not positive."""
+
+
+def check_bounds(**bounds: int) -> None:
+    """Refuse any bound below 1, naming it: `check_bounds(horizon=0)` raises BoundsError."""
+    bad = [f"{key}={value}" for key, value in bounds.items() if value is None or value < 1]
+    if bad:
+        raise BoundsError(f"{', '.join(bad)}: must be at least 1")
 
 
 @dataclass
@@ -67,9 +79,9 @@ def plan_diagnostics(result: PlanResult, keep: np.ndarray) -> dict[str, np.ndarr
             **{key: episode_mean(value) for key, value in result.diagnostics.items()}}
 
 
-def run_episodes(wm, planner, env, goals: GoalSet, *, horizon: int, mode: str = "mpc", replan_every: int = 1,
+def run_episodes(wm, planner, env: Env, goals: GoalSet, *, horizon: int, mode: str = "mpc", replan_every: int = 1,
                  max_steps: int = 60, device: str | torch.device = "cpu", seed: int = 0) -> EpisodeLog:
-    """Plan and act in all episodes of `goals` at once.
+    """Plan and act in all episodes of `goals` at once, in any env of the batched protocol.
 
     mode "mpc": plan `horizon` model steps, execute the first `replan_every`, replan, until
     success or `max_steps` env steps. mode "open_loop": plan once, execute the whole plan
@@ -78,20 +90,19 @@ def run_episodes(wm, planner, env, goals: GoalSet, *, horizon: int, mode: str = 
     """
     if mode not in ("mpc", "open_loop"):
         raise ValueError(f"mode={mode!r}; valid: mpc, open_loop")
+    check_bounds(episodes=len(goals), horizon=horizon, max_steps=max_steps, replan_every=replan_every)
     n, skip = len(goals), wm.frameskip
     generator = torch.Generator(device=device).manual_seed(seed)
-    states = goals.start_states.astype(np.float32).copy()
-    goal_states = goals.goal_states.astype(np.float32)
     goal_z = wm.encode(torch.from_numpy(goals.goal_frames).permute(0, 3, 1, 2)[:, None].to(device))[:, 0]
     budget = horizon * skip if mode == "open_loop" else max_steps
     execute = horizon if mode == "open_loop" else min(replan_every, horizon)
 
-    done = env.is_success(states, goal_states)  # NaN goals compare False
+    frames = [env.reset(goals.start_states, goals.goal_states)]  # frames[-1] is always the current observation
+    done = env.success()  # NaN goals compare False
     success_step = np.where(done, 0, -1)
     seconds_to_success = np.where(done, 0.0, np.nan)
     failure = np.full(n, "", dtype=object)
     model_cost = np.full(n, np.nan)
-    frames = [env.render(states)]  # frames[-1] is always the current observation
     replan_seconds, cost_traces, diagnostics, transitions = [], [], [], 0
     planning_seconds, warm, t = 0.0, None, 0
     while t < budget and not (done | (failure != "")).all():
@@ -112,20 +123,19 @@ def run_episodes(wm, planner, env, goals: GoalSet, *, horizon: int, mode: str = 
         failure[running & ~finite] = NONFINITE
         model_cost[:] = np.where(finite, result.cost.float().cpu().numpy(), model_cost)
 
-        # Execute: model actions -> frameskip env actions each, in the env's box.
-        chunk = wm.env_actions(torch.nan_to_num(actions[:, :execute])).reshape(n, -1, 2)
-        chunk = chunk.clamp(-1, 1).cpu().numpy()
-        for j in range(min(len(chunk[0]), budget - t)):
+        # Execute: model actions -> frameskip env actions each (the env clips them to its box).
+        chunk = wm.env_actions(torch.nan_to_num(actions[:, :execute])).reshape(n, -1, env.action_dim)
+        chunk = chunk.float().cpu().numpy()
+        for j in range(min(chunk.shape[1], budget - t)):
             active = ~done & (failure == "")
             if not active.any():
                 break
-            states[active] = env.step(states[active], chunk[active, j])
+            frames.append(env.step(chunk[:, j], active))
             t += 1
-            reached = active & env.is_success(states, goal_states)
+            reached = active & env.success()
             done |= reached
             success_step[reached] = t
             seconds_to_success[reached] = planning_seconds
-            frames.append(env.render(states))
         # Warm start: the rest of the plan, shifted, its tail repeated (GRASP / CEM under MPC).
         warm = torch.cat([actions[:, execute:], actions[:, -1:].expand(-1, min(execute, horizon), -1)], dim=1)
         warm = torch.nan_to_num(warm)[:, :horizon]
@@ -133,6 +143,6 @@ def run_episodes(wm, planner, env, goals: GoalSet, *, horizon: int, mode: str = 
             break
 
     return EpisodeLog(success=done, success_step=success_step, seconds_to_success=seconds_to_success,
-                      final_distance=env.distance(states, goal_states), model_cost=model_cost, failure=failure,
+                      final_distance=env.distance(), model_cost=model_cost, failure=failure,
                       frames=np.stack(frames, axis=1), replan_seconds=replan_seconds, transitions=transitions,
                       cost_traces=cost_traces, diagnostics=diagnostics)

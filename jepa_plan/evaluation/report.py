@@ -161,11 +161,13 @@ def write_results(out: Path, summaries: dict[str, dict], config: dict, extra: di
 
 
 def write_episodes_csv(out: Path, logs: dict[str, EpisodeLog], goals) -> Path:
+    """One row per (planner, episode); the env's start and goal states as start_0.., goal_0.. (any state size)."""
     path = out / "episodes.csv"
+    dim = goals.start_states.shape[1]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["planner", "episode", "success", "success_step", "seconds_to_success", "final_distance",
-                         "model_cost", "failure", "start_x", "start_y", "goal_x", "goal_y"])
+                         "model_cost", "failure", *(f"start_{i}" for i in range(dim)), *(f"goal_{i}" for i in range(dim))])
         for name, log in logs.items():
             for i in range(len(log.success)):
                 writer.writerow([name, i, int(log.success[i]), int(log.success_step[i]),

@@ -79,4 +79,4 @@ def test_predictor_shapes():
 
 
 def test_registry():
-    assert ENCODERS["vit"] is VideoViT
+    assert ENCODERS["vit"][0] is VideoViT

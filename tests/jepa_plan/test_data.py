@@ -50,7 +50,7 @@ def quiet_store(root, **kwargs):
 
 def test_collect_writes_manifest_and_files(tmp_path, capsys):
     manifest = collect_episodes(TwoRoomsConfig(resolution=32), tmp_path, episodes=40, steps=30, seed=1)
-    assert "door crossing" in capsys.readouterr().out
+    assert "door_crossing_fraction" in capsys.readouterr().out
     assert read_manifest(tmp_path) == json.loads(json.dumps(manifest))
     assert manifest["image_shape"] == [32, 32, 3] and manifest["env"]["resolution"] == 32
     assert len(manifest["episodes"]) == 40 and manifest["stats"]["frames"] == 1200

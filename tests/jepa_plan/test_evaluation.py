@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from jepa_plan.envs.oracle import TwoRoomsOracle
-from jepa_plan.envs.two_rooms import TwoRoomsBatch, TwoRoomsConfig, geometry, render_states, room_of
+from jepa_plan.envs.two_rooms.oracle import TwoRoomsOracle
+from jepa_plan.envs.two_rooms import TwoRoomsConfig, TwoRoomsEnv, geometry, render_states, room_of
 from jepa_plan.evaluation.goals import GoalError, load_goal_image, make_goals
 from jepa_plan.evaluation.mpc import NONFINITE, run_episodes
 from jepa_plan.evaluation.report import (DIAGNOSTIC_COLUMNS, diagnostics_summary, format_table, plot_costs,
@@ -18,20 +18,21 @@ from planners import build_planner
 from world_models.world_model import rollout_steps
 
 CFG = TwoRoomsConfig(resolution=32)
+ENV = TwoRoomsEnv(CFG)
 
 
 def test_goal_sources_put_goals_where_they_say():
     rng = np.random.default_rng(0)
-    same = make_goals("same_room", CFG, 40, rng)
-    door = make_goals("door", CFG, 40, rng)
+    same = make_goals("same_room", ENV, 40, rng)
+    door = make_goals("door", ENV, 40, rng)
     assert (room_of(same.start_states) == room_of(same.goal_states)).all()
     assert (room_of(door.start_states) != room_of(door.goal_states)).all()
     assert (np.abs(door.goal_states[:, 0]) >= geometry(CFG).wall_x).all()  # in a room, not in the door
     assert np.linalg.norm(same.start_states - same.goal_states, axis=1).min() >= 2 * CFG.success_radius
     assert same.goal_frames.shape == (40, 32, 32, 3) and same.goal_frames.dtype == np.uint8
     np.testing.assert_array_equal(same.goal_frames[3], render_states(same.goal_states[3:4], CFG)[0])
-    with pytest.raises(GoalError, match="unknown goal source 'maze'"):
-        make_goals("maze", CFG, 1, rng)
+    with pytest.raises(GoalError, match="unknown goal source 'maze' for env 'two_rooms'; valid: dataset, random, image, door, same_room"):
+        make_goals("maze", ENV, 1, rng)
 
 
 def test_goal_image_is_resized_converted_or_rejected(tmp_path):
@@ -39,7 +40,7 @@ def test_goal_image_is_resized_converted_or_rejected(tmp_path):
     Image.fromarray(frame).convert("RGBA").save(tmp_path / "big.png")
     image = load_goal_image(str(tmp_path / "big.png"), 32)
     assert image.shape == (32, 32, 3) and image.dtype == np.uint8
-    goals = make_goals("image", CFG, 3, np.random.default_rng(0), image=str(tmp_path / "big.png"))
+    goals = make_goals("image", ENV, 3, np.random.default_rng(0), image=str(tmp_path / "big.png"))
     np.testing.assert_allclose(goals.goal_states[0], [0.5, -0.5], atol=0.08)  # read off the resized image
 
     Image.new("RGB", (40, 20)).save(tmp_path / "wide.png")
@@ -53,10 +54,10 @@ def test_goal_image_is_resized_converted_or_rejected(tmp_path):
 
 
 def test_mpc_on_the_oracle_reaches_same_room_goals():
-    goals = make_goals("same_room", CFG, 6, np.random.default_rng(1))
+    goals = make_goals("same_room", ENV, 6, np.random.default_rng(1))
     oracle = TwoRoomsOracle(CFG, frameskip=2)
     planner = build_planner("cem", samples=64, iterations=5, elites=8)
-    log = run_episodes(oracle, planner, TwoRoomsBatch(CFG), goals, horizon=5, max_steps=40)
+    log = run_episodes(oracle, planner, ENV, goals, horizon=5, max_steps=40)
     assert log.success.all()
     assert (log.success_step > 0).all() and (log.final_distance < CFG.success_radius).all()
     assert log.frames.shape[:2] == (6, log.success_step.max() + 1)
@@ -89,11 +90,11 @@ class NaNForSomeEpisodes(torch.nn.Module):
 
 
 def test_nonfinite_world_model_fails_those_episodes_and_the_run_goes_on():
-    goals = make_goals("same_room", CFG, 8, np.random.default_rng(2))
+    goals = make_goals("same_room", ENV, 8, np.random.default_rng(2))
     right = goals.start_states[:, 0] > 0
     assert right.any() and (~right).any()
     log = run_episodes(NaNForSomeEpisodes(), build_planner("cem", samples=32, iterations=4, elites=4),
-                       TwoRoomsBatch(CFG), goals, horizon=4, max_steps=30)
+                       ENV, goals, horizon=4, max_steps=30)
     assert (log.failure[right] == NONFINITE).all() and not log.success[right].any()
     assert (log.failure[~right] == "").all() and log.success[~right].all()
     assert summarize(log)["failures"] == {NONFINITE: int(right.sum())}
@@ -104,9 +105,9 @@ def test_wilson_interval_and_reports(tmp_path):
     assert hi == 1.0 and 0.9 < lo < 0.95
     lo, hi = wilson_interval(0, 10)
     assert lo == 0.0 and 0.2 < hi < 0.35
-    goals = make_goals("same_room", CFG, 3, np.random.default_rng(3))
+    goals = make_goals("same_room", ENV, 3, np.random.default_rng(3))
     log = run_episodes(TwoRoomsOracle(CFG, frameskip=2), build_planner("cem", samples=32, iterations=3, elites=4),
-                       TwoRoomsBatch(CFG), goals, horizon=4, max_steps=30)
+                       ENV, goals, horizon=4, max_steps=30)
     table = format_table({"cem": summarize(log)}, "title")
     assert "cem" in table and "95% CI" in table
     path = write_episodes_csv(tmp_path, {"cem": log}, goals)
@@ -156,11 +157,11 @@ def test_lifted_loss_rise_between_syncs_is_the_median_ratio_over_intervals():
 
 
 def test_grasp_under_mpc_reports_where_its_plan_quality_came_from(tmp_path):
-    goals = make_goals("same_room", CFG, 3, np.random.default_rng(4))
+    goals = make_goals("same_room", ENV, 3, np.random.default_rng(4))
     oracle = TwoRoomsOracle(CFG, frameskip=2)
-    logs = {"grasp": run_episodes(oracle, build_planner("grasp", iterations=20, sync_every=10), TwoRoomsBatch(CFG),
+    logs = {"grasp": run_episodes(oracle, build_planner("grasp", iterations=20, sync_every=10), ENV,
                                   goals, horizon=4, max_steps=12),
-            "cem": run_episodes(oracle, build_planner("cem", samples=32, iterations=3, elites=4), TwoRoomsBatch(CFG),
+            "cem": run_episodes(oracle, build_planner("cem", samples=32, iterations=3, elites=4), ENV,
                                 goals, horizon=4, max_steps=12)}
     grasp = logs["grasp"]
     assert len(grasp.diagnostics) == len(grasp.replan_seconds) and logs["cem"].diagnostics == []

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from jepa_plan.envs.oracle import TwoRoomsOracle
+from jepa_plan.envs.two_rooms.oracle import TwoRoomsOracle
 from jepa_plan.envs.two_rooms import TwoRoomsConfig, geometry, render_states, sample_free_state, step_states
 from planners import WorldModel
 

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from jepa_plan.envs import ENV_CONFIGS, ENVS, make_env
+from jepa_plan.envs import ENVS, make_env
 from jepa_plan.envs.two_rooms import (
     TwoRoomsConfig,
     TwoRoomsEnv,
     TwoRoomsExplorer,
+    TwoRoomsGymEnv,
     crossed_door,
     geometry,
     is_free,
@@ -80,7 +81,7 @@ def test_random_motion_never_enters_the_wall():
 
 
 def test_render_shape_dtype_and_agent_moves():
-    env = TwoRoomsEnv(CFG)
+    env = TwoRoomsGymEnv(CFG)
     a = env.render_state([-0.5, 0.5])
     b = env.render_state([0.5, -0.5])
     assert a.shape == (32, 32, 3) and a.dtype == np.uint8
@@ -95,7 +96,7 @@ def test_rooms_have_different_floors():
 
 
 def test_render_state_batched_matches_single():
-    env = TwoRoomsEnv(CFG)
+    env = TwoRoomsGymEnv(CFG)
     states = sample_free_state(np.random.default_rng(1), 6, CFG)
     batch = env.render_state(states)
     assert batch.shape == (6, 32, 32, 3)
@@ -108,7 +109,7 @@ def test_render_state_batched_matches_single():
 
 def test_env_is_deterministic_under_a_seed():
     def rollout(seed):
-        env = TwoRoomsEnv(CFG)
+        env = TwoRoomsGymEnv(CFG)
         obs, info = env.reset(seed=seed)
         frames, states = [obs], [info["state"]]
         for a in np.random.default_rng(0).uniform(-1, 1, size=(10, 2)):
@@ -125,7 +126,7 @@ def test_env_is_deterministic_under_a_seed():
 
 
 def test_reset_options_goal_reward_and_truncation():
-    env = TwoRoomsEnv(TwoRoomsConfig(resolution=16, max_episode_steps=5))
+    env = TwoRoomsGymEnv(TwoRoomsConfig(resolution=16, max_episode_steps=5))
     obs, info = env.reset(options={"state": [0.5, 0.0], "goal_state": [0.5, 0.25]})
     assert obs.shape == (16, 16, 3)
     np.testing.assert_allclose(info["state"], [0.5, 0.0])
@@ -142,7 +143,7 @@ def test_reset_options_goal_reward_and_truncation():
 
 
 def test_state_accessors_and_invalid_states():
-    env = TwoRoomsEnv(CFG)
+    env = TwoRoomsGymEnv(CFG)
     env.reset(seed=0)
     env.set_state([0.3, -0.4])
     np.testing.assert_allclose(env.get_state(), [0.3, -0.4])
@@ -154,7 +155,7 @@ def test_state_accessors_and_invalid_states():
 
 
 def test_is_success_scalar_and_batched():
-    env = TwoRoomsEnv(CFG)
+    env = TwoRoomsGymEnv(CFG)
     assert env.is_success([0.0, 0.0], [0.05, 0.0]) is True
     assert env.is_success([0.0, 0.0], [0.2, 0.0]) is False
     batch = env.is_success(np.zeros((3, 2)), np.array([[0.0, 0.0], [0.5, 0.0], [0.0, 0.09]]))
@@ -162,7 +163,7 @@ def test_is_success_scalar_and_batched():
 
 
 def test_spaces_and_sampler():
-    env = TwoRoomsEnv(CFG)
+    env = TwoRoomsGymEnv(CFG)
     assert env.observation_space.shape == (32, 32, 3) and env.observation_space.dtype == np.uint8
     assert env.action_space.shape == (2,) and env.action_space.dtype == np.float32
     states = env.sample_free_state(np.random.default_rng(0), 200)
@@ -175,15 +176,27 @@ def test_spaces_and_sampler():
 # ----------------------------------------------------------------------------- registry
 
 
+def test_every_table_has_one_shape_name_to_class_and_config():
+    from dataclasses import is_dataclass
+
+    from encoders import ENCODERS
+    from planners import PLANNERS
+    from world_models import PREDICTORS
+
+    for table in (ENVS, ENCODERS, PREDICTORS, PLANNERS):
+        for name, (cls, config) in table.items():
+            assert isinstance(cls, type) and is_dataclass(config), name
+
+
 def test_make_env_from_dataclass_and_mapping():
-    assert set(ENVS) == set(ENV_CONFIGS)
     env = make_env({"name": "two_rooms", "resolution": 16})
-    assert env.reset(seed=0)[0].shape == (16, 16, 3)
-    assert isinstance(make_env(CFG), TwoRoomsEnv)
+    assert isinstance(env, TwoRoomsEnv) and isinstance(make_env(CFG), TwoRoomsEnv)
+    frames = env.reset(np.zeros((3, 2)) + [[-0.5, 0.0]], np.full((3, 2), np.nan))
+    assert frames.shape == (3, 16, 16, 3) and frames.dtype == np.uint8
 
 
 def test_make_env_rejects_unknown_names_and_keys():
-    with pytest.raises(ValueError, match="two_rooms"):
+    with pytest.raises(ValueError, match="registered envs: .*pointmaze_umaze.*two_rooms"):
         make_env({"name": "three_rooms"})
     with pytest.raises(ValueError, match="resolution"):
         make_env({"name": "two_rooms", "resolutoin": 16})
@@ -191,7 +204,7 @@ def test_make_env_rejects_unknown_names_and_keys():
 
 def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="door_half_width"):
-        TwoRoomsEnv(TwoRoomsConfig(door_half_width=0.05))
+        TwoRoomsGymEnv(TwoRoomsConfig(door_half_width=0.05))
 
 
 # ----------------------------------------------------------------------------- exploration

@@ -5,7 +5,7 @@ rule is checked against an independent implementation in test_grasp_reference.py
 import pytest
 import torch
 
-from jepa_plan.envs.oracle import TwoRoomsOracle
+from jepa_plan.envs.two_rooms.oracle import TwoRoomsOracle
 from jepa_plan.envs.two_rooms import TwoRoomsConfig
 from planners import GRASPPlanner, LatCoConfig, build_planner
 from world_models.world_model import rollout_steps

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from jepa_plan.envs.oracle import TwoRoomsOracle
+from jepa_plan.envs.two_rooms.oracle import TwoRoomsOracle
 from jepa_plan.envs.two_rooms import TwoRoomsConfig
 from planners import PLANNERS, GRASPConfig, Objective, PlanResult, build_planner
 from world_models.world_model import rollout_steps

@@ -10,7 +10,7 @@ from planners import WorldModel as WorldModelProtocol
 
 @pytest.mark.parametrize("name", sorted(PREDICTORS))
 def test_predictor_shapes_and_identity_init(name):
-    pred = PREDICTORS[name](latent_dim=8, action_dim=4, hidden=16, layers=2, action_embed=8)
+    pred = PREDICTORS[name][0](latent_dim=8, action_dim=4, hidden=16, layers=2, action_embed=8)
     z, a = torch.randn(3, 5, 8), torch.randn(3, 5, 4)
     out = pred(z, a)
     assert out.shape == (3, 5, 8)
@@ -41,7 +41,7 @@ def tiny_world_model(frameskip=2):
     enc_cfg = {"patch_size": 8, "tubelet_size": 1, "dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0}
     pred_cfg = {"name": "mlp", "hidden": 16, "layers": 2, "action_embed": 8}
     encoder = VideoViT(img_size=16, patch_size=8, dim=16, depth=1, heads=2, mlp_ratio=2.0)
-    predictor = PREDICTORS["mlp"](16, 2 * frameskip, hidden=16, layers=2, action_embed=8)
+    predictor = PREDICTORS["mlp"][0](16, 2 * frameskip, hidden=16, layers=2, action_embed=8)
     torch.nn.init.normal_(predictor.mlp[-1].weight)  # not the identity, so the round trip is meaningful
     meta = {"encoder": enc_cfg, "img_size": 16, "predictor": pred_cfg, "env": {"name": "two_rooms"},
             "env_action_low": [-1.0, -1.0], "env_action_high": [1.0, 1.0], "config": {}}

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from jepa_plan.envs.two_rooms import AGENT_COLOUR, TwoRoomsConfig, geometry, pixel_centres
+from jepa_plan.envs.two_rooms.world import AGENT_COLOUR, TwoRoomsConfig, geometry, pixel_centres
 from world_models.world_model import rollout_steps
 
 # Sum of absolute RGB differences under which a pixel is the agent; the nearest other
