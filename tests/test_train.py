@@ -85,3 +85,15 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     ckpt = torch.load(tmp_path / "run" / "world_model" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 2
     assert WorldModel.from_checkpoint(tmp_path / "run" / "world_model.pt").action_dim == 4
+
+
+def test_data_from_another_env_or_resolution_is_refused_by_name(tmp_path):
+    from jepa_plan.collect import collect_episodes
+    from jepa_plan.envs.two_rooms import TwoRoomsConfig
+    from jepa_plan.training import ensure_dataset
+
+    collect_episodes(TwoRoomsConfig(resolution=16), tmp_path / "data", episodes=2, steps=4, seed=0)
+    with pytest.raises(ConfigError, match=r"data: recorded from env 'two_rooms' at 16 px, but this run uses "
+                                          r"env 'two_rooms' at 32 px; pass env=two_rooms env.resolution=16"):
+        ensure_dataset(load_config(tiny_overrides(tmp_path)))
+    assert ensure_dataset(load_config([*tiny_overrides(tmp_path), "env.resolution=16"])) == tmp_path / "data"

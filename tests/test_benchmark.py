@@ -1,0 +1,45 @@
+"""python -m jepa_plan.benchmark: collect, train, readiness, every protocol's planners, reports."""
+
+import json
+
+import pytest
+
+from helpers import tiny_overrides
+from jepa_plan.benchmark import run
+from jepa_plan.config import ConfigError
+
+FAST_PLAN = ["plan.episodes=2", "plan.planners=[cem,grasp]", "plan.planner.cem.samples=16",
+             "plan.planner.cem.iterations=2", "plan.planner.cem.elites=4", "plan.planner.grasp.iterations=6",
+             "plan.planner.grasp.sync_every=3", "plan.planner.grasp.sync_steps=1", "plan.horizon=3",
+             "plan.max_steps=6", "plan.videos=0", "plan.logger.wandb.mode=disabled"]
+
+
+def test_benchmark_runs_end_to_end_and_writes_our_rows_beside_the_published(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the data set goes to data/<env>_<size> under the working folder
+    train = [f"train.{item}" for item in tiny_overrides(tmp_path)
+             if not item.startswith(("output_dir=", "data.dir="))]
+    report = run(["env=two_rooms", "size=tiny", f"out={tmp_path / 'bench'}", *train, *FAST_PLAN])
+    root = tmp_path / "bench" / "two_rooms" / "tiny"
+    saved = json.loads((root / "results.json").read_text())
+    assert [p["name"] for p in saved["protocols"]] == ["dataset", "door"]
+    for protocol in saved["protocols"]:
+        assert set(protocol["planners"]) == {"cem", "grasp"}
+        assert protocol["planners"]["cem"]["episodes"] == 2
+    assert saved["data"]["episodes"] == 16 and "door_crossing_fraction" in saved["data"]["coverage"]
+    assert "probe_r2" in saved["diagnostics"]["planning_readiness"]
+    md = (root / "results.md").read_text()
+    assert "| cem | ours, tiny" in md and "python -m jepa_plan.benchmark env=two_rooms size=tiny" in md
+    assert report["train_seconds"] > 0
+
+    # A second run reuses the data and the checkpoint.
+    again = run(["env=two_rooms", "size=tiny", f"out={tmp_path / 'bench'}", *train, *FAST_PLAN])
+    assert again["train_seconds"] == pytest.approx(report["train_seconds"], abs=1)
+
+
+def test_benchmark_errors_name_the_input():
+    with pytest.raises(ConfigError, match="unknown env 'three_rooms'; registered envs: .*two_rooms"):
+        run(["env=three_rooms"])
+    with pytest.raises(ConfigError, match="size='huge' is not one of tiny, full"):
+        run(["env=two_rooms", "size=huge"])
+    with pytest.raises(ConfigError, match="unknown benchmark key 'episodes'"):
+        run(["env=two_rooms", "episodes=3"])
