@@ -14,15 +14,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from jepa_plan.envs.base import Env, EnvConfig, MissingExtra
-# PENDING from jepa_plan.envs.pointmaze import PointMazeEnv, PointMazeMediumConfig, PointMazeUMazeConfig
+from jepa_plan.envs.pointmaze import PointMazeEnv, PointMazeMediumConfig, PointMazeUMazeConfig
 # PENDING from jepa_plan.envs.swm_tworoom import SWMTwoRoomEnv, TwoRoomConfig
 from jepa_plan.envs.two_rooms import TwoRoomsConfig, TwoRoomsEnv
 
 ENVS: dict[str, tuple[type[Env], type[EnvConfig]]] = {
     "two_rooms": (TwoRoomsEnv, TwoRoomsConfig),
     # PENDING "tworoom": (SWMTwoRoomEnv, TwoRoomConfig),
-    # PENDING "pointmaze_umaze": (PointMazeEnv, PointMazeUMazeConfig),
-    # PENDING "pointmaze_medium": (PointMazeEnv, PointMazeMediumConfig),
+    "pointmaze_umaze": (PointMazeEnv, PointMazeUMazeConfig),
+    "pointmaze_medium": (PointMazeEnv, PointMazeMediumConfig),
 }
 
 

@@ -32,6 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from jepa_plan.envs.base import Collected, Env, EnvConfig, require
@@ -205,30 +206,30 @@ class PointMazeEnv(Env):
         os.environ.setdefault("MUJOCO_GL", "egl")
         self._mujoco = require("mujoco", env=cfg.name)
         require("gymnasium_robotics", env=cfg.name, package="gymnasium-robotics")  # registers PointMaze_*
-        import gymnasium as gym
 
-        # The scratch env: model, maze map and the one renderer; its own state is only used to render.
-        self._scratch = gym.make(f"PointMaze_{cfg.maze}-v3", render_mode="rgb_array",
+        # The scratch env holds the model, the maze (map, cell <-> xy) and the one renderer; its
+        # own state is set only to render.
+        self.scratch = gym.make(f"PointMaze_{cfg.maze}-v3", render_mode="rgb_array",
                                  width=cfg.resolution, height=cfg.resolution).unwrapped
-        self._scratch.position_noise_range = 0.0
-        self._scratch.reset(seed=0)
-        point_env = self._scratch.point_env
+        self.scratch.position_noise_range = 0.0
+        self.scratch.reset(seed=0)
+        point_env = self.scratch.point_env
         self.model = point_env.model
-        self.maze = MazeGeometry(self._scratch.maze.maze_map)
-        size = max(self.maze.rows, self.maze.cols)
+        self.geometry = MazeGeometry(self.scratch.maze.maze_map)
+        size = max(self.geometry.rows, self.geometry.cols)
         # Top-down camera whose 45-degree view spans the whole map; set before the first render.
         point_env.mujoco_renderer.default_cam_config = {
             "distance": size / 2 / math.tan(math.radians(CAMERA_FOVY_DEG / 2)),
             "elevation": -90.0, "azimuth": 90.0, "lookat": np.zeros(3)}
-        self.model.site_rgba[self._scratch.target_site_id, 3] = 0.0  # hide the goal ball only
+        self.model.site_rgba[self.scratch.target_site_id, 3] = 0.0  # hide the goal ball only
         self.pixels_per_unit = cfg.resolution / size
         # Force per unit action over the ball's mass: the explorer's controller gains use it.
         particle = self._mujoco.mj_name2id(self.model, self._mujoco.mjtObj.mjOBJ_BODY, "particle")
         self.accel_per_action = float(self.model.actuator_gear[0, 0] / self.model.body_mass[particle])
 
-        if self.maze.path_cells.max() < cfg.far_min_cells:
+        if self.geometry.path_cells.max() < cfg.far_min_cells:
             raise ValueError(f"{cfg.name}: far_min_cells={cfg.far_min_cells} exceeds the longest path "
-                             f"in maze {cfg.maze!r} ({self.maze.path_cells.max()} cells)")
+                             f"in maze {cfg.maze!r} ({self.geometry.path_cells.max()} cells)")
         self._datas: list[Any] = []
         self._frames: np.ndarray | None = None
 
@@ -275,8 +276,8 @@ class PointMazeEnv(Env):
 
     def sample_states(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n positions uniform over the free cells, at least wall_clearance from walls, at rest -> [n, 4]."""
-        cells = rng.integers(len(self.maze.free_cells), size=n)
-        xy = self.maze.sample_xy(rng, cells, self.cfg.wall_clearance)
+        cells = rng.integers(len(self.geometry.free_cells), size=n)
+        xy = self.geometry.sample_xy(rng, cells, self.cfg.wall_clearance)
         return np.concatenate([xy, np.zeros((n, 2))], axis=1).astype(np.float32)
 
     def _render(self, xy: np.ndarray, goals_xy: np.ndarray | None = None) -> np.ndarray:
@@ -284,7 +285,7 @@ class PointMazeEnv(Env):
 
         The goal ball is placed at the goal as gymnasium-robotics does, and is invisible (alpha
         0), so frames do not depend on goals."""
-        scratch, res = self._scratch, self.cfg.resolution
+        scratch, res = self.scratch, self.cfg.resolution
         frames = np.empty((len(xy), res, res, 3), dtype=np.uint8)
         for k in range(len(xy)):
             if goals_xy is not None and np.isfinite(goals_xy[k]).all():
@@ -296,20 +297,21 @@ class PointMazeEnv(Env):
 
     # -- goal sets, collection -----------------------------------------------------------
     def goal_pairs(self, kind: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """"random" (base class) or "far": start and goal cells at least far_min_cells moves
+        """Goal set "random" (base class) or "far": start and goal cells at least far_min_cells moves
         apart along the maze, both uniform otherwise."""
         if kind != "far":
             return super().goal_pairs(kind, rng, n)
         starts, goals = self.sample_states(rng, n), self.sample_states(rng, n)
-        near = self._cells_apart(starts, goals) < self.cfg.far_min_cells
+        near = self.cells_apart(starts, goals) < self.cfg.far_min_cells
         while near.any():
             goals[near] = self.sample_states(rng, int(near.sum()))
-            near = self._cells_apart(starts, goals) < self.cfg.far_min_cells
+            near = self.cells_apart(starts, goals) < self.cfg.far_min_cells
         return starts, goals
 
-    def _cells_apart(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def cells_apart(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """States [n, 4], [n, 4] -> cell moves between their cells [n]."""
-        return self.maze.path_cells[self.maze.free_index(a[:, :2]), self.maze.free_index(b[:, :2])]
+        geo = self.geometry
+        return geo.path_cells[geo.free_index(a[:, :2]), geo.free_index(b[:, :2])]
 
     def collect(self, rng: np.random.Generator, n: int, steps: int) -> Collected:
         """n episodes of `steps` frames of PointMazeExplorer from sample_states starts.
@@ -320,7 +322,7 @@ class PointMazeEnv(Env):
         frames = np.empty((n, steps, res, res, 3), dtype=np.uint8)
         starts = self.sample_states(rng, n)
         frame = self.reset(starts, np.full_like(starts, np.nan))
-        explorer = PointMazeExplorer(self.maze, rng, n, self.accel_per_action, self.cfg)
+        explorer = PointMazeExplorer(self.geometry, rng, n, self.accel_per_action, self.cfg)
         for t in range(steps):
             states[:, t], frames[:, t] = self.states(), frame
             actions[:, t] = explorer.act(states[:, t])
@@ -334,16 +336,16 @@ class PointMazeEnv(Env):
         cell_visit_fraction: free cells visited by any state; cell_visit_balance: entropy of
         the state counts over free cells / log F (1 = uniform); mean_cells_per_episode;
         mean_cells_from_start: the farthest cell an episode reaches, in moves from its start
-        cell; speed_mean, speed_p95, speed_clipped_fraction (|v| at the 5 m/s clip);
+        cell; speed_mean, speed_p95, speed_clipped_fraction (vx or vy at the 5 m/s clip);
         near_wall_fraction: states touching a wall; action_abs_mean; step_pixels_mean: how far
         the ball moves on the frame per env step; velocity_autocorr_lag1/5: correlation of
         (vx, vy) with itself 1 and 5 env steps later (near 1: velocity persists, one frame
         does not tell it).
         """
-        states = np.asarray(states, dtype=np.float64)
+        states, geo = np.asarray(states, dtype=np.float64), self.geometry
         n, steps = states.shape[:2]
-        n_free = len(self.maze.free_cells)
-        cell = self.maze.free_index(states[..., :2])  # [n, T]
+        n_free = len(geo.free_cells)
+        cell = geo.free_index(states[..., :2])  # [n, T]
         in_free = cell >= 0
         counts = np.bincount(cell[in_free], minlength=n_free)
         p = counts / max(counts.sum(), 1)
@@ -352,7 +354,7 @@ class PointMazeEnv(Env):
         episode = np.broadcast_to(np.arange(n)[:, None], cell.shape)
         visited[episode[in_free], cell[in_free]] = True
         start = np.broadcast_to(cell[:, :1], cell.shape)
-        reach = np.where(in_free & (start >= 0), self.maze.path_cells[start, np.maximum(cell, 0)], 0)
+        reach = np.where(in_free & (start >= 0), geo.path_cells[start, np.maximum(cell, 0)], 0)
         speed = np.linalg.norm(states[..., 2:], axis=-1)
         step = np.linalg.norm(np.diff(states[..., :2], axis=1), axis=-1)
         return {
@@ -362,8 +364,8 @@ class PointMazeEnv(Env):
             "mean_cells_from_start": float(reach.max(1).mean()),
             "speed_mean": float(speed.mean()),
             "speed_p95": float(np.percentile(speed, 95)),
-            "speed_clipped_fraction": float((np.abs(states[..., 2:]) >= MAX_SPEED - 1e-3).any(-1).mean()),
-            "near_wall_fraction": float((self.maze.clearance(states[..., :2]) < BALL_RADIUS + 0.01).mean()),
+            "speed_clipped_fraction": float((np.abs(states[..., 2:]) >= 0.98 * MAX_SPEED).any(-1).mean()),
+            "near_wall_fraction": float((geo.clearance(states[..., :2]) < BALL_RADIUS + 0.01).mean()),
             "action_abs_mean": float(np.abs(actions).mean()),
             "step_pixels_mean": float(step.mean() * self.pixels_per_unit) if steps > 1 else 0.0,
             "velocity_autocorr_lag1": velocity_autocorr(states, 1),
@@ -371,7 +373,7 @@ class PointMazeEnv(Env):
         }
 
     def close(self) -> None:
-        self._scratch.close()
+        self.scratch.close()
         self._datas, self._frames = [], None
 
 
@@ -404,32 +406,33 @@ class PointMazeExplorer:
     momentum = 0.9  # noise correlation per env step
     arrive_radius = 0.3  # distance to the target point that counts as arrived
 
-    def __init__(self, maze: MazeGeometry, rng: np.random.Generator, n: int,
+    def __init__(self, geometry: MazeGeometry, rng: np.random.Generator, n: int,
                  accel_per_action: float, cfg: PointMazeConfig):
-        self.maze, self.rng, self.cfg = maze, rng, cfg
+        self.geometry, self.rng, self.cfg = geometry, rng, cfg
         self.waypoints = rng.random(n) < cfg.explore_waypoint_prob
         omega = rng.uniform(2.0, 6.0, size=(n, 1))  # rad/s of the closed loop x'' = -omega^2 e - 2 omega x'
         self.kp = omega**2 / accel_per_action
         self.kd = 2 * omega / accel_per_action
         self.sigma = np.where(self.waypoints, rng.uniform(0.05, 0.5, n), rng.uniform(0.3, 1.0, n))[:, None]
         self.noise = rng.standard_normal((n, 2))
-        self.target = rng.integers(len(maze.free_cells), size=n)
-        self.target_xy = maze.sample_xy(rng, self.target, cfg.wall_clearance)
+        self.target = rng.integers(len(geometry.free_cells), size=n)
+        self.target_xy = geometry.sample_xy(rng, self.target, cfg.wall_clearance)
 
     def act(self, states: np.ndarray) -> np.ndarray:
         """states [N, 4] -> actions float32 [N, 2] in [-1, 1]."""
         xy, vel = states[:, :2].astype(np.float64), states[:, 2:].astype(np.float64)
-        cell = self.maze.free_index(xy)
+        cell = self.geometry.free_index(xy)
 
         # New targets for episodes that arrived
         arrived = (cell == self.target) & (np.linalg.norm(xy - self.target_xy, axis=1) < self.arrive_radius)
         if arrived.any():
-            self.target[arrived] = self.rng.integers(len(self.maze.free_cells), size=int(arrived.sum()))
-            self.target_xy[arrived] = self.maze.sample_xy(self.rng, self.target[arrived], self.cfg.wall_clearance)
+            new = self.rng.integers(len(self.geometry.free_cells), size=int(arrived.sum()))
+            self.target[arrived] = new
+            self.target_xy[arrived] = self.geometry.sample_xy(self.rng, new, self.cfg.wall_clearance)
 
         # Next waypoint: the next cell's centre, or the target point on the last leg
-        nxt = self.maze.next_cell[np.maximum(cell, 0), self.target]
-        waypoint = np.where((nxt == self.target)[:, None], self.target_xy, self.maze.centres[nxt])
+        nxt = self.geometry.next_cell[np.maximum(cell, 0), self.target]
+        waypoint = np.where((nxt == self.target)[:, None], self.target_xy, self.geometry.centres[nxt])
         steer = self.kp * (waypoint - xy) - self.kd * vel
         steer[cell < 0] = 0.0  # the centre is inside a wall cell (contact): noise only
 

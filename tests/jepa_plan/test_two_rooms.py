@@ -228,3 +228,26 @@ def test_explorer_crosses_the_door_often_with_diverse_actions():
     # Saturated, small and middling actions all occur.
     magnitude = np.abs(actions).ravel()
     assert (magnitude > 0.99).mean() > 0.02 and (magnitude < 0.1).mean() > 0.05
+
+
+# ----------------------------------------------------------------------------- batched env protocol
+
+
+def test_batched_env_resets_steps_and_judges_success_by_its_own_criterion():
+    env = TwoRoomsEnv(CFG)
+    starts = np.array([[-0.5, 0.0], [0.5, 0.5], [0.5, -0.5]], np.float32)
+    goals = np.array([[-0.35, 0.0], [0.5, 0.5], [np.nan, np.nan]], np.float32)
+    frames = env.reset(starts, goals)
+    np.testing.assert_array_equal(env.states(), starts)
+    np.testing.assert_array_equal(frames, render_states(starts, CFG))  # the goal draws nothing
+    assert env.success().tolist() == [False, True, False]  # 0.15 away; on the goal; a NaN goal never
+    frames = env.step(np.array([[2.0, 0.0], [1.0, 1.0], [-1.0, 0.0]], np.float32), np.array([True, False, True]))
+    np.testing.assert_allclose(env.states()[0], [-0.4, 0.0], atol=1e-6)  # clipped to the box: 0.1 a step
+    np.testing.assert_array_equal(env.states()[1], starts[1])  # inactive: stays put
+    assert env.success().tolist() == [True, True, False]
+    np.testing.assert_array_equal(frames[1], render_states(starts[1:2], CFG)[0])
+    assert np.isnan(env.distance()[2])
+    with pytest.raises(ValueError, match=r"actions must have shape \(3, 2\)"):
+        env.step(np.zeros((2, 2)), None)
+    sampled = env.sample_states(np.random.default_rng(0), 500)
+    assert sampled.shape == (500, 2) and is_free(sampled, CFG).all()
