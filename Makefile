@@ -12,7 +12,7 @@ $(PY):
 # torch comes first and pinned: these builds lie on this machine's disk (see DESIGN.md).
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e '.[dev,envs]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -15,12 +15,12 @@ from typing import Any
 
 from jepa_plan.envs.base import Env, EnvConfig, MissingExtra
 from jepa_plan.envs.pointmaze import PointMazeEnv, PointMazeMediumConfig, PointMazeUMazeConfig
-# PENDING from jepa_plan.envs.swm_tworoom import SWMTwoRoomEnv, TwoRoomConfig
+from jepa_plan.envs.swm_tworoom import SWMTwoRoomEnv, TwoRoomConfig
 from jepa_plan.envs.two_rooms import TwoRoomsConfig, TwoRoomsEnv
 
 ENVS: dict[str, tuple[type[Env], type[EnvConfig]]] = {
     "two_rooms": (TwoRoomsEnv, TwoRoomsConfig),
-    # PENDING "tworoom": (SWMTwoRoomEnv, TwoRoomConfig),
+    "tworoom": (SWMTwoRoomEnv, TwoRoomConfig),
     "pointmaze_umaze": (PointMazeEnv, PointMazeUMazeConfig),
     "pointmaze_medium": (PointMazeEnv, PointMazeMediumConfig),
 }

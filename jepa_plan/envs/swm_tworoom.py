@@ -2,22 +2,22 @@
 
 The env is `TwoRoomEnv` of stable-worldmodel 0.1.1 (the optional extra `envs`), one
 gymnasium env per episode. All lengths are the env's own pixels of its 224 x 224 image,
-x to the right, y down. Every reset restores the env's init values, so its geometry is fixed
+x to the right, y down. The geometry is the env's init values, which nothing here varies
 (read off the env when this adapter is built, not copied here):
 - the agent is a Gaussian dot (std = radius = 7 px); its centre is clamped to
   [border + radius, 224 - border - radius] = [21, 203] on both axes;
 - a vertical wall of 10 px at x = 112 with one door (centre y = 49, half-width 14); a centre
   with x in [wall_min, wall_max] = [100, 124] touches the wall and is only legal in the door;
 - a step moves the centre by speed * clip(action) = 5 px per unit action; a move into the
-  wall outside the door stops 0.5 px before the wall's face (the env's `_apply_collisions`);
+  wall outside the door stops the disc 0.5 px short of it (x = 99.5 or 124.5);
 - success is distance < 16 px, `TwoRoomEnv.step`'s `terminated`.
 State: the agent centre (x, y), float32 [2]; nothing else enters the dynamics.
 
 Frames: the env renders at 224 px only (its geometry is in those pixels), so frames are the
-env's native render area-averaged down to cfg.resolution (each output pixel the mean of the
-native pixels it covers, as cv2.INTER_AREA; stable-worldmodel's own wrapper uses PIL
-bilinear). The N renders are batched: `_render_native` is `TwoRoomEnv._render_frame` for N
-agents at once on the env's own background, never with the target marker.
+env's native render area-averaged down to cfg.resolution by cv2.INTER_AREA (each output pixel
+the mean of the native pixels it covers; stable-worldmodel's own wrapper uses PIL bilinear).
+The native renders are batched: `_render_native` is `TwoRoomEnv._render_frame` for N agents
+at once, pixel for pixel, never with the target marker.
 
 Protocol of stable-worldmodel's TwoRoom runs (its repository's scripts, not the wheel):
 episodes of 100 steps from `ExpertPolicy(action_noise=2.0 or 3.0, action_repeat_prob=0.05
@@ -40,6 +40,7 @@ from jepa_plan.envs.base import Collected, Env, EnvConfig, require
 
 ENV_ID = "swm/TwoRoom-v1"
 DOOR_MARGIN = 1.75  # px: TwoRoomEnv._apply_collisions lets a centre this far past the door's edge through
+RENDER_WINDOW = 48  # px: the dot's alpha there is exp(-48^2 / (2 * 7^2)) ~ 6e-11, far below a float32 ulp of 1
 
 
 @dataclass
@@ -52,12 +53,12 @@ class TwoRoomConfig(EnvConfig):
     max_episode_steps: int = 150  # stable-worldmodel's TwoRoom evaluation budget
     # collection: a share of episodes from the package's door-seeking expert, the rest a random walk
     expert_fraction: float = 0.5
-    action_noise: float = 2.0  # std of the Gaussian noise the expert adds (as stable-worldmodel's data)
+    action_noise: float = 1.0  # std of the expert's Gaussian action noise (stable-worldmodel's data: 2.0, 100 steps)
     action_repeat_prob: float = 0.05  # chance an expert episode repeats its last action
     expert_other_room_prob: float = 0.75  # chance an expert's target is in the other room
     walk_momentum: float = 0.8  # random walk: a_t = m a_{t-1} + sqrt(1 - m^2) walk_std eps, clipped
     walk_std: float = 1.0
-    render_batch: int = 64  # frames rendered at once (memory: about 2 MB per frame)
+    render_batch: int = 16  # frames rendered at once
 
 
 @dataclass(frozen=True)
@@ -97,16 +98,6 @@ def _geometry(env) -> Geometry:
     )
 
 
-def area_matrix(size: int, resolution: int) -> np.ndarray:
-    """[resolution, size] float32: row i averages the native pixels that output pixel i covers
-    (fractional overlaps weighted by their length), so A @ image @ A.T is an area resize."""
-    edges = np.arange(resolution + 1) * (size / resolution)
-    lo, hi = edges[:-1, None], edges[1:, None]
-    pixel = np.arange(size)[None]
-    overlap = np.clip(np.minimum(hi, pixel + 1) - np.maximum(lo, pixel), 0.0, None)
-    return (overlap / (size / resolution)).astype(np.float32)
-
-
 class SWMTwoRoomEnv(Env):
     """N `swm/TwoRoom-v1` episodes stepped together; states are agent centres [N, 2] in env pixels."""
 
@@ -116,28 +107,29 @@ class SWMTwoRoomEnv(Env):
     def __init__(self, cfg: TwoRoomConfig | None = None):
         cfg = cfg if cfg is not None else TwoRoomConfig()
         super().__init__(cfg)
-        # stable-worldmodel's dataset cache; nothing here downloads, but keep it out of ~
+        # stable-worldmodel's data cache (default ~/.stable_worldmodel); this env writes
+        # nothing there, but the package would create it on first use
         os.environ.setdefault("STABLEWM_HOME", str(Path.home() / ".cache" / "stable-worldmodel"))
         require("stable_worldmodel", env=cfg.name, package="stable-worldmodel")
+        import cv2  # opencv-python-headless, which stable_worldmodel imports too
         import gymnasium as gym
         import torch
 
-        self._gym, self._torch = gym, torch
-        self._scratch = gym.make(ENV_ID, render_target=False, disable_env_checker=True)
-        self._scratch.reset(options={"variation": ()})  # caches the wall and door
-        raw = self._scratch.unwrapped
+        self._cv2, self._gym, self._torch = cv2, gym, torch
+        self._scratch = raw = self._make_env()
         self.geo = _geometry(raw)
         self._check_config()
         self.action_low = np.full(2, -1.0, dtype=np.float32)
         self.action_high = np.full(2, 1.0, dtype=np.float32)
 
         # What every render shares: the env's background (its render of an agent far outside
-        # the image, whose dot is exactly 0), pixel grids, agent colour and the resize.
+        # the image, whose dot is exactly 0) and the agent's colour.
         far = torch.full((2,), -1e4)
-        self._background = raw._render_frame(agent_pos=far).to(torch.float32)  # [3, H, W]
-        self._grid_x, self._grid_y = raw.grid_x, raw.grid_y
+        background = raw._render_frame(agent_pos=far).permute(1, 2, 0).contiguous()  # [H, W, 3]
+        self._background_u8 = background.numpy()
+        self._background = self._background_u8.astype(np.float32)
         self._agent_rgb = torch.as_tensor(raw.variation_space["agent"]["color"].value, dtype=torch.float32)
-        self._area = torch.from_numpy(area_matrix(self.geo.size, cfg.resolution))
+        self._grid_x, self._grid_y = raw.grid_x, raw.grid_y
         self._envs: list = []  # the episode loop's envs, grown on demand
         self._collect_envs: list = []  # collect's own, so that it leaves an episode loop as it was
         self._n = 0
@@ -161,26 +153,43 @@ class SWMTwoRoomEnv(Env):
             if not ok:
                 raise ValueError(f"TwoRoomConfig: {message}")
 
+    def _make_env(self):
+        """A TwoRoomEnv (unwrapped: past gymnasium's order check) in its init geometry.
+
+        Its `reset` restores the init variation values, which a new env already holds, caches
+        the wall and door from them, sets agent and target and renders the target image; here
+        `_cache_params` does the caching and `_place` the setting, as stable-worldmodel's own
+        evaluation does (`_set_state` callables), without the 224 px render nothing uses.
+        """
+        env = self._gym.make(ENV_ID, render_target=False, disable_env_checker=True).unwrapped
+        if hasattr(self, "_grid_x"):  # share the scratch env's read-only pixel grids, 200 kB each
+            env.grid_x, env.grid_y = self._grid_x, self._grid_y
+        env._cache_params()
+        return env
+
     def _pool(self, envs: list, n: int) -> list:
-        """The first n envs of `envs`, making more as needed; they share the scratch env's
-        read-only pixel grids (400 kB each) rather than holding their own."""
-        for _ in range(n - len(envs)):
-            env = self._gym.make(ENV_ID, render_target=False, disable_env_checker=True)
-            env.unwrapped.grid_x, env.unwrapped.grid_y = self._grid_x, self._grid_y
-            envs.append(env)
+        """The first n envs of `envs`, making more as needed."""
+        envs.extend(self._make_env() for _ in range(n - len(envs)))
         return envs[:n]
+
+    def _place(self, envs: list, states: np.ndarray, targets: np.ndarray) -> None:
+        """Put each env's agent at states [n, 2] and its target at targets [n, 2]."""
+        for env, state, target in zip(envs, states, targets):
+            env._set_state(state.tolist())
+            env.target_position = self._torch.tensor(target.tolist(), dtype=self._torch.float32)
 
     # -- the batched episode loop --------------------------------------------------------
     def _reset(self, start_states: np.ndarray) -> np.ndarray:
-        self._check_reachable(start_states, "start_states")
+        bad = ~self.is_reachable(start_states)
+        if bad.any():
+            self._goals = None  # no episode loop until a reset succeeds
+            raise ValueError(f"tworoom: start states {start_states[bad][:3].tolist()} are not reachable positions")
         # The env needs a target; give it the goal where one is known (its own distance and
         # `terminated` then agree with ours), else the start.
         known = np.isfinite(self._goals).all(axis=1, keepdims=True)
         targets = np.where(known, self._goals, start_states)
         self._n = len(start_states)
-        for env, start, target in zip(self._pool(self._envs, self._n), start_states, targets):
-            # copies: the env keeps the array it is given as its position until the first step
-            env.reset(options={"state": start.copy(), "target_state": target.copy(), "variation": ()})
+        self._place(self._pool(self._envs, self._n), start_states, targets)
         return self._render(self.states())
 
     def _step(self, actions: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -195,7 +204,7 @@ class SWMTwoRoomEnv(Env):
 
     @staticmethod
     def _positions(envs: list) -> np.ndarray:
-        return np.array([env.unwrapped.agent_position.numpy() for env in envs], dtype=np.float32).reshape(-1, 2)
+        return np.array([env.agent_position.numpy() for env in envs], dtype=np.float32).reshape(-1, 2)
 
     # -- stateless pieces ----------------------------------------------------------------
     def goal_distance(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
@@ -225,11 +234,6 @@ class SWMTwoRoomEnv(Env):
         in_door = (y >= geo.door_low) & (y <= geo.door_high)
         return inside & ((x <= geo.wall_min) | (x >= geo.wall_max) | in_door)
 
-    def _check_reachable(self, states: np.ndarray, what: str) -> None:
-        bad = ~self.is_reachable(states)
-        if bad.any():
-            raise ValueError(f"tworoom: {what} {states[bad][:3].tolist()} are not reachable agent positions")
-
     def sample_states(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n uniform free states [n, 2] (both rooms are the same size)."""
         return self._sample_in_rooms(rng, rng.choice([-1, 1], size=n))
@@ -239,13 +243,16 @@ class SWMTwoRoomEnv(Env):
         geo, n = self.geo, len(rooms)
         u = rng.random(n)  # in [0, 1): x in [low, wall_min) or (wall_max, high]
         x = np.where(rooms < 0, geo.low + u * (geo.wall_min - geo.low), geo.high - u * (geo.high - geo.wall_max))
-        y = rng.uniform(geo.low, geo.high, size=n)
-        return np.stack([x, y], axis=1).astype(np.float32)
+        x = x.astype(np.float32)  # rounding may land on the wall's edge: step back off it
+        x = np.where(rooms < 0, np.minimum(x, np.nextafter(np.float32(geo.wall_min), np.float32(0))),
+                     np.maximum(x, np.nextafter(np.float32(geo.wall_max), np.float32(geo.size))))
+        y = rng.uniform(geo.low, geo.high, size=n).astype(np.float32)
+        return np.stack([x, y], axis=1)
 
     def goal_pairs(self, kind: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """`door`: start and goal in different rooms, so a plan must find the door;
-        `same_room`: both in one room; `random`: anywhere. Goals within twice the success
-        radius of their start are drawn again."""
+        `same_room`: both in one room (goals within twice the success radius of their start
+        drawn again, for both); `random`: the base class's."""
         if kind not in self.GOAL_SETS:
             return super().goal_pairs(kind, rng, n)
         rooms = rng.choice([-1, 1], size=n)
@@ -260,28 +267,40 @@ class SWMTwoRoomEnv(Env):
     # -- rendering -----------------------------------------------------------------------
     def _render(self, states: np.ndarray) -> np.ndarray:
         """states [N, 2] -> uint8 [N, R, R, 3]: native renders, area-averaged to R."""
-        torch, res = self._torch, self.cfg.resolution
+        cv2, res = self._cv2, self.cfg.resolution
         out = np.empty((len(states), res, res, 3), dtype=np.uint8)
         for first in range(0, len(states), self.cfg.render_batch):
-            native = self._render_native(states[first: first + self.cfg.render_batch])  # [B, 3, H, W]
-            if res != self.geo.size:
-                native = (self._area @ native.to(torch.float32) @ self._area.T).round().to(torch.uint8)
-            out[first: first + len(native)] = native.permute(0, 2, 3, 1).numpy()
+            native = self._render_native(states[first: first + self.cfg.render_batch])
+            for i, frame in enumerate(native, start=first):
+                out[i] = frame if res == self.geo.size else cv2.resize(frame, (res, res), interpolation=cv2.INTER_AREA)
         return out
 
-    def _render_native(self, states: np.ndarray):
-        """states [B, 2] -> uint8 tensor [B, 3, 224, 224], TwoRoomEnv._render_frame batched:
-        the agent's Gaussian dot, peak-normalised, alpha-blended over the background."""
-        torch = self._torch
-        pos = torch.from_numpy(np.ascontiguousarray(states, dtype=np.float32))
-        dx = self._grid_x[None] - pos[:, 0, None, None]
-        dy = self._grid_y[None] - pos[:, 1, None, None]
+    def _render_native(self, states: np.ndarray) -> np.ndarray:
+        """states [B, 2] -> uint8 [B, 224, 224, 3], equal to TwoRoomEnv.render() pixel for pixel.
+
+        The env's float32 steps (Gaussian dot, peak-normalised, alpha-blended, truncated) on a
+        window of +-RENDER_WINDOW px around each agent; outside it the alpha is below 1e-10,
+        which leaves every pixel of the env's render at its background value.
+        """
+        # torch's float32 kernels, as the env's: NumPy's exp differs in the last bit, which
+        # moves some pixels by one level.
+        torch, size, half = self._torch, self.geo.size, RENDER_WINDOW
+        side = min(2 * half + 1, size)
+        states = np.ascontiguousarray(states, dtype=np.float32)  # [B, 2] (x, y)
+        corners = np.clip(np.floor(states).astype(np.int64) - half, 0, size - side)  # window's first column, row
+        pos, first = torch.from_numpy(states), torch.from_numpy(corners).to(torch.float32)
+        dx = first[:, 0, None] + torch.arange(side) - pos[:, 0, None]  # [B, side], exact small integers minus x
+        dy = first[:, 1, None] + torch.arange(side) - pos[:, 1, None]
         std = max(1e-6, self.geo.radius)
-        dot = torch.exp(-(dx * dx + dy * dy) / (2.0 * std * std))  # [B, H, W]
+        dot = torch.exp(-((dy * dy)[:, :, None] + (dx * dx)[:, None, :]) / (2.0 * std * std))  # [B, side, side]
         peak = dot.amax(dim=(1, 2), keepdim=True)
-        alpha = torch.where(peak > 0, dot / peak, dot).clamp(0, 1)[:, None]
-        blended = self._background[None] * (1.0 - alpha) + self._agent_rgb[None, :, None, None] * alpha
-        return blended.to(torch.uint8)  # truncates, as the env does
+        alpha = torch.where(peak > 0, dot / peak, dot).clamp_(0, 1)[..., None]
+        behind = torch.from_numpy(np.stack([self._background[r: r + side, c: c + side] for c, r in corners]))
+        windows = (behind * (1.0 - alpha) + self._agent_rgb * alpha).to(torch.uint8).numpy()
+        frames = np.repeat(self._background_u8[None], len(states), axis=0)
+        for frame, window, (c, r) in zip(frames, windows, corners):
+            frame[r: r + side, c: c + side] = window
+        return frames
 
     def state_from_frame(self, frame: np.ndarray) -> np.ndarray:
         """The agent centre read off an image [R, R, 3] -> [2] env pixels (NaN if no agent).
@@ -322,31 +341,32 @@ class SWMTwoRoomEnv(Env):
         envs = self._pool(self._collect_envs, n)
         starts = self.sample_states(rng, n)
         targets = self._expert_targets(rng, starts)
-        for env, start, target in zip(envs, starts, targets):
-            env.reset(options={"state": start.copy(), "target_state": target.copy(), "variation": ()})
-        expert = rng.random(n) < cfg.expert_fraction
+        self._place(envs, starts, targets)
+        expert = np.flatnonzero(rng.random(n) < cfg.expert_fraction)
+        # The expert reads each env's door and wall, through a stand-in for a vector env.
         policy = ExpertPolicy(action_noise=cfg.action_noise, seed=int(rng.integers(2**32)))
-        policy.set_env(SimpleNamespace(envs=envs, action_space=self._gym.spaces.Box(-1, 1, (n, 2))))
+        policy.set_env(SimpleNamespace(envs=[envs[i] for i in expert],
+                                       action_space=self._gym.spaces.Box(-1, 1, (len(expert), 2))))
 
         states = np.empty((n, steps, 2), dtype=np.float32)
         actions = np.empty((n, steps, 2), dtype=np.float32)
         walk = np.clip(rng.normal(0.0, cfg.walk_std, size=(n, 2)), -1, 1).astype(np.float32)
-        previous = None
         for t in range(steps):
             state = states[:, t] = self._positions(envs)
-            # Expert: new targets for episodes that reached theirs, then its action, repeated at random.
-            reached = self.goal_distance(state, targets) < cfg.success_radius
-            if reached.any():
-                targets[reached] = self._expert_targets(rng, state[reached])
-            action = policy.get_action({"state": state, "goal_state": targets})
-            if previous is not None:
-                repeat = rng.random(n) < cfg.action_repeat_prob
-                action[repeat] = previous[repeat]
-            previous = action
             # Random walk: momentum on the previous walk action.
             noise = rng.normal(0.0, cfg.walk_std, size=(n, 2))
             walk = np.clip(cfg.walk_momentum * walk + np.sqrt(1 - cfg.walk_momentum**2) * noise, -1, 1)
-            actions[:, t] = np.where(expert[:, None], action, walk)
+            actions[:, t] = walk
+            # Expert: new targets for episodes that reached theirs, its action, at random the last one again.
+            reached = self.goal_distance(state, targets) < cfg.success_radius
+            if reached.any():
+                targets[reached] = self._expert_targets(rng, state[reached])
+            if len(expert):
+                action = policy.get_action({"state": state[expert], "goal_state": targets[expert]})
+                if t > 0:
+                    repeat = rng.random(len(expert)) < cfg.action_repeat_prob
+                    action[repeat] = actions[expert[repeat], t - 1]
+                actions[expert, t] = action
             for env, a in zip(envs, actions[:, t]):
                 env.step(a)
         frames = self._render(states.reshape(-1, 2)).reshape(n, steps, cfg.resolution, cfg.resolution, 3)
