@@ -16,7 +16,7 @@ the iteration under `compile=true` (torch.compile of lifted_terms), checked agai
 
 Keys (IterationConfig; an unknown key fails naming the valid ones): world_model (mlp: a
 freshly built predictor of the default training config's size, 128-dim latent, 4-dim
-actions | oracle: the two_rooms oracle, frameskip 2, wall softness 0.05 | checkpoint),
+actions | oracle: the oracle of `env` (two_rooms), frameskip 2, wall softness 0.05 | checkpoint),
 checkpoint, batch, horizon (ints or lists to sweep), planner (GRASPConfig overrides; default
 the authors' code defaults: state noise 0.01, no clipping), devices (cpu, and cuda when a GPU
 is present), threads (1), warmup, blocks, repeats (ms per call = median over `blocks` of the
@@ -43,8 +43,7 @@ import torch
 from omegaconf import ListConfig
 
 from jepa_plan.config import ConfigError, load_config, to_container
-from jepa_plan.envs.two_rooms.oracle import TwoRoomsOracle
-from jepa_plan.envs.two_rooms import TwoRoomsConfig, sample_free_state
+from jepa_plan.envs import make_env
 from planners import GRASPPlanner, build_planner
 from planners.base import model_step, randn, start_actions
 from world_models import PREDICTORS, CheckpointError, WorldModel
@@ -56,6 +55,7 @@ TARGET = 1.5  # acceptance: one iteration costs at most 1.5x one batched forward
 @dataclass
 class IterationConfig:
     world_model: str = "mlp"  # mlp (fresh, default size) | oracle | checkpoint
+    env: str = "two_rooms"  # whose oracle, for world_model=oracle
     checkpoint: Optional[str] = None  # a world_model.pt; implies world_model=checkpoint
     batch: Any = 50  # episodes B (int or list)
     horizon: Any = 30  # transitions per episode T (int or list)
@@ -100,17 +100,19 @@ def load_model(cfg, device: torch.device):
         wm = WorldModel.from_checkpoint(cfg.checkpoint, map_location=device)
         return wm, f"checkpoint {cfg.checkpoint}", wm.latent_shape
     if source == "oracle":
-        return TwoRoomsOracle(TwoRoomsConfig(), frameskip=2, wall_softness=0.05).to(device), "two_rooms oracle", (2,)
+        oracle = make_env({"name": cfg.env}).oracle(frameskip=2, wall_softness=0.05)
+        return oracle.to(device), f"{cfg.env} oracle", oracle.latent_shape
     wm = fresh_world_model().to(device)
     return wm, "fresh MLP predictor (default size, random weights)", wm.latent_shape
 
 
 def start_and_goal(source: str, shape: tuple[int, ...], batch: int, device: torch.device,
-                   seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """z0, goal [B, *S]: free states for the oracle, standard normal latents otherwise."""
+                   seed: int, env: str = "two_rooms") -> tuple[torch.Tensor, torch.Tensor]:
+    """z0, goal [B, *S]: the env's valid states for its oracle, standard normal latents otherwise."""
     if source == "oracle":
         rng = np.random.default_rng(seed)
-        pair = [torch.from_numpy(sample_free_state(rng, batch, TwoRoomsConfig())) for _ in range(2)]
+        sampler = make_env({"name": env})
+        pair = [torch.from_numpy(sampler.sample_states(rng, batch)) for _ in range(2)]
         return pair[0].to(device), pair[1].to(device)
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, *shape, generator=g).to(device), torch.randn(batch, *shape, generator=g).to(device)
@@ -240,7 +242,7 @@ def bench_shape(cfg, wm, source: str, shape: tuple[int, ...], device: torch.devi
                 horizon: int) -> list[tuple[str, float | None, str]]:
     """-> rows (what, seconds per call or None, note) for B = batch episodes x T = horizon transitions."""
     timing = dict(warmup=cfg.warmup, blocks=cfg.blocks, repeats=cfg.repeats)
-    z0, goal = start_and_goal(source, shape, batch, device, cfg.seed)
+    z0, goal = start_and_goal(source, shape, batch, device, cfg.seed, cfg.env)
     g = torch.Generator().manual_seed(cfg.seed + 1)
     z = torch.randn(batch, horizon, *shape, generator=g).to(device)
     a = torch.randn(batch, horizon, wm.action_dim, generator=g).to(device).requires_grad_(True)
