@@ -9,15 +9,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__, torch.cuda.get_device_name(0))"
 
 echo "== GRASP iteration vs predictor forward+backward (fresh default-size model and the trained one)"
-timeout 150 python3 benchmarks/bench_grasp_iteration.py devices=[cuda] threads=4 output_dir=$OUT/grasp_iteration 2>&1 | grep -v Warning | tail -30
-timeout 100 python3 benchmarks/bench_grasp_iteration.py checkpoint=ckpt/world_model.pt devices=[cuda] threads=4 compile=false output_dir=$OUT/grasp_iteration_ckpt 2>&1 | grep -v Warning | tail -22
+timeout 100 python3 benchmarks/bench_grasp_iteration.py devices=[cuda] threads=4 output_dir=$OUT/grasp_iteration 2>&1 | grep -v Warning | tail -30
+timeout 60 python3 benchmarks/bench_grasp_iteration.py checkpoint=ckpt/world_model.pt devices=[cuda] threads=4 compile=false output_dir=$OUT/grasp_iteration_ckpt 2>&1 | grep -v Warning | tail -22
 
 echo "== training throughput, two_rooms tiny and full recipes"
-for size in tiny full; do
-  timeout 150 python3 benchmarks/bench_train_throughput.py env=two_rooms size=$size precisions=[32-true,bf16-mixed] steps=40 2>&1 | grep -E "^\||size="
-done
+timeout 60 python3 benchmarks/bench_train_throughput.py env=two_rooms size=tiny precisions=[32-true,bf16-mixed] steps=40 2>&1 | grep -E "^\||size="
+timeout 100 python3 benchmarks/bench_train_throughput.py env=two_rooms size=full precisions=[32-true,bf16-mixed] steps=40 2>&1 | grep -E "^\||size="
 
 echo "== planners on CUDA: trained two_rooms model, 50 door goals, H=30, open loop"
-timeout 240 python3 benchmarks/bench_planners.py checkpoint=ckpt/world_model.pt goals=door horizons=[30] modes=[open_loop] \
-  episodes=50 devices=[cuda] logger.wandb.mode=disabled output_dir=$OUT/planners_cuda 2>&1 | grep -v Warning | tail -40
+timeout 160 python3 benchmarks/bench_planners.py checkpoint=ckpt/world_model.pt goals=door horizons=[30] modes=[open_loop] \
+  episodes=50 devices=[cuda] output_dir=$OUT/planners_cuda 2>&1 | grep -v Warning | tail -40
 ls $OUT

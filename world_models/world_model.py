@@ -130,7 +130,8 @@ class WorldModel(nn.Module):
         if not path.is_file():
             raise CheckpointError(f"{path}: world-model checkpoint not found")
         try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            # Built on the CPU, then moved: the action box comes from the JSON meta, on the CPU.
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
             raise CheckpointError(f"{path}: not a readable world-model checkpoint ({type(err).__name__}: {err})") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -83,6 +83,11 @@ def test_checkpoint_round_trip(tmp_path):
     assert loaded.frameskip == 2 and loaded.meta["env"]["name"] == "two_rooms"
     torch.load(path, weights_only=True)  # plain tensors and types only: loading runs no code
 
+    # Loaded onto another device whole, the action box (kept in the JSON meta) included; "meta"
+    # stands in for CUDA here: any device but the CPU fails the same way when one buffer stays behind.
+    moved = WorldModel.from_checkpoint(path, map_location="meta")
+    assert {b.device.type for b in moved.buffers()} == {"meta"} and moved.action_low.device.type == "meta"
+
 
 def test_checkpoint_errors_name_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="missing.pt: world-model checkpoint not found"):
