@@ -14,6 +14,7 @@ FAST_PLAN = ["plan.episodes=2", "plan.planners=[cem,grasp]", "plan.planner.cem.s
              "plan.max_steps=6", "plan.videos=0", "plan.logger.wandb.mode=disabled"]
 
 
+@pytest.mark.slow
 def test_benchmark_runs_end_to_end_and_writes_our_rows_beside_the_published(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the data set goes to data/<env>_<size> under the working folder
     train = [f"train.{item}" for item in tiny_overrides(tmp_path)
