@@ -26,17 +26,21 @@ Steps, each skipped when its output exists (so a killed run resumes where it sto
 from __future__ import annotations
 
 import json
+import os
+import platform
 import shlex
 import sys
 import time
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from jepa_plan.config import CONFIG_DIR, ConfigError, PlanConfig, load_config, to_container
 from jepa_plan.data.episodes import read_manifest
 from jepa_plan.envs import ENVS, MissingExtra
 from world_models import CheckpointError
+from world_models.diagnostics import readiness_table
 
 SIZES = ("tiny", "full")
 
@@ -105,19 +109,19 @@ def dotlist(values: dict, prefix: str = "") -> list[str]:
     return items
 
 
-def train(args: dict, recipe: dict, root: Path) -> tuple[dict, float | None]:
-    """Train unless world_model.pt exists -> (the run's diagnostics, wall seconds or None if reused)."""
+def train(root: Path, cfg, items: list[str]) -> tuple[dict, float | None]:
+    """Train `cfg` (resolved from the train.py `items`) unless world_model.pt exists
+    -> (the run's diagnostics, wall seconds, also when reused; None if never recorded)."""
     from jepa_plan.training import run as train_run
 
     checkpoint = root / "train" / "world_model.pt"
-    items = train_overrides(args, recipe, root)
     seconds = None
     if checkpoint.exists():
         log(f"world model found ({checkpoint}): not retraining")
     else:
         log("training: python train.py " + " ".join(shlex.quote(i) for i in items))
         started = time.time()
-        train_run(load_config(items))
+        train_run(cfg)
         seconds = time.time() - started
         (root / "train" / "wall_seconds.txt").write_text(f"{seconds:.0f}\n")
     diag_file = root / "train" / "diagnostics.json"
@@ -129,8 +133,6 @@ def train(args: dict, recipe: dict, root: Path) -> tuple[dict, float | None]:
 
 def markdown(args: dict, recipe: dict, report: dict) -> str:
     """results.md: the readiness table, the coverage, and per protocol our rows beside the published ones."""
-    from world_models.diagnostics import readiness_table
-
     env, size = args["env"], args["size"]
     data = report["data"]
     lines = [f"# {env}, size={size}", "",
@@ -166,14 +168,13 @@ def run(argv: list[str]) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
-    diagnostics, train_seconds = train(args, recipe, root)
-    train_cfg = load_config(train_overrides(args, recipe, root))
+    items = train_overrides(args, recipe, root)
+    train_cfg = load_config(items)
+    diagnostics, train_seconds = train(root, train_cfg, items)
     manifest = read_manifest(train_cfg.data.dir)
     coverage = {k: v for k, v in manifest["stats"].items() if isinstance(v, float) and k != "seconds"}
     log(f"data {train_cfg.data.dir}: " + ", ".join(f"{k} {v:.3g}" for k, v in coverage.items()))
     if diagnostics.get("planning_readiness"):
-        from world_models.diagnostics import readiness_table
-
         log("planning readiness on held-out episodes:\n" + readiness_table(diagnostics["planning_readiness"]))
 
     from jepa_plan.planning import run as plan_run
@@ -188,11 +189,6 @@ def run(argv: list[str]) -> dict:
         protocols.append({"name": protocol["name"], "source": protocol["source"], "plan": protocol["plan"],
                           "command": "python plan.py " + " ".join(shlex.quote(i) for i in items),
                           "seconds": time.time() - plan_started, "planners": result["planners"]})
-
-    import os
-    import platform
-
-    import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     threads = torch.get_num_threads()
