@@ -24,10 +24,10 @@ $(ENVS_STAMP): pyproject.toml | $(STAMP)
 
 install: $(STAMP)
 
-# Train (stages already done are skipped; a killed run resumes), then plan with GRASP (the authors' CEM-sync preset and ours) and CEM.
+# Train (stages already done are skipped; a killed run resumes), then plan with GRASP (our tuned preset) and CEM on the same goals.
 demo: $(STAMP)
 	$(PY) train.py resume=true
-	$(PY) plan.py checkpoint=outputs/train/two_rooms/world_model.pt planners=[grasp_authors_cem,grasp_tuned,cem]
+	$(PY) plan.py checkpoint=outputs/train/two_rooms/world_model.pt planners=[grasp_tuned,cem]
 
 test: $(STAMP) $(ENVS_STAMP)
 	$(PY) -m pytest -q

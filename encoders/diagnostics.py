@@ -49,6 +49,14 @@ class RidgeProbe:
         sst = ((y - y.mean(dim=0)) ** 2).sum().clamp_min(1e-12)
         return float(1.0 - sse / sst)
 
+    def r2_per_dim(self, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+        """Coefficient of determination of each output dim alone (which parts of the state the
+        latent carries: a position can be read while a velocity is not)."""
+        y = y.detach().double()
+        sse = ((self.predict(x).double() - y) ** 2).sum(dim=0)
+        sst = ((y - y.mean(dim=0)) ** 2).sum(dim=0).clamp_min(1e-12)
+        return (1.0 - sse / sst).tolist()
+
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
     """[N] -> float64 ranks, ties get their average rank."""

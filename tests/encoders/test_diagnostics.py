@@ -27,6 +27,16 @@ def test_probe_on_noise_scores_near_zero():
     assert abs(r2) < 0.1
 
 
+def test_probe_r2_per_dim_separates_a_readable_dim_from_an_unreadable_one():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(600, 6, generator=g)
+    y = torch.stack([x[:, 0] - 2 * x[:, 3], torch.randn(600, generator=g)], dim=1)  # readable, noise
+    probe = RidgeProbe().fit(x[:400], y[:400])
+    readable, noise = probe.r2_per_dim(x[400:], y[400:])
+    assert readable > 0.99 and noise < 0.1
+    assert min(readable, noise) < probe.r2(x[400:], y[400:]) < max(readable, noise)
+
+
 def test_probe_predict_before_fit_raises():
     with pytest.raises(RuntimeError):
         RidgeProbe().predict(torch.zeros(2, 2))
