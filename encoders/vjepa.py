@@ -117,7 +117,8 @@ class VJEPAModule(LightningModule):
     """Context encoder + masked predictor + EMA target encoder + inverse-dynamics head.
 
     Batches: {"frames": uint8 [B, L, 3, H, W], "actions": float [B, L-1, frameskip * A],
-    "states" (optional, diagnostics only): float [B, L, S]}.
+    "states" (optional, diagnostics only): float [B, L, S]}. With `action_dim` 0 (action-free
+    video: encoder pretraining) batches carry no actions and there is no inverse-dynamics head.
     """
 
     def __init__(
@@ -154,7 +155,7 @@ class VJEPAModule(LightningModule):
             config.dim, config.pred_dim, config.pred_depth, config.pred_heads, config.mlp_ratio
         )
         self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False)
-        self.id_head = nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, stacked))
+        self.id_head = nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, stacked)) if stacked else None
         self.register_buffer("action_mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("action_std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-6))
         self._diag: dict[str, list[torch.Tensor]] = {}
@@ -196,11 +197,14 @@ class VJEPAModule(LightningModule):
     def _step(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """-> dict with "loss" (the objective, logged), "backward" (what to differentiate),
         the loss terms, "latents" [B, L, D] and "target_tokens" [B, N, D]."""
-        frames, actions = batch["frames"], batch["actions"]
+        frames, actions = batch["frames"], batch.get("actions")
         if frames.shape[1] < 2:
             raise ValueError(f"clips need at least 2 frames, got {frames.shape[1]}")
+        if (actions is None) != (self.id_head is None):
+            raise ValueError("batches carry actions but the module was built with action_dim 0" if self.id_head is None
+                             else "batches carry no actions but the module was built with action_dim > 0")
         expected = (frames.shape[0], frames.shape[1] - 1, self.action_mean.numel())
-        if tuple(actions.shape) != expected:
+        if actions is not None and tuple(actions.shape) != expected:
             raise ValueError(
                 f"actions {tuple(actions.shape)} do not match frames {tuple(frames.shape)}: "
                 f"expected [B, L-1, frameskip * A] = {expected}"
@@ -209,17 +213,19 @@ class VJEPAModule(LightningModule):
         jepa, target_tokens = self._jepa_loss(frames, generator)
 
         # Per-frame pooled latents: shaped by the aux terms, scored by the diagnostics.
-        shaped = cfg.inverse_dynamics > 0 or cfg.vicreg_var > 0 or cfg.vicreg_cov > 0
+        id_weight = cfg.inverse_dynamics if actions is not None else 0.0
+        shaped = id_weight > 0 or cfg.vicreg_var > 0 or cfg.vicreg_cov > 0
         with torch.set_grad_enabled(torch.is_grad_enabled() and shaped):
             latents = self.context_encoder.embed_frames(frames)  # [B, L, D]
-        # With inverse_dynamics = 0 the head still trains, as a probe on detached latents,
-        # so train/id_loss stays meaningful and DDP sees every parameter used.
-        id_loss = self._inverse_dynamics_loss(
-            latents if cfg.inverse_dynamics > 0 else latents.detach(), actions
-        )
+        if actions is None:
+            id_loss = latents.new_zeros(())
+        else:
+            # With inverse_dynamics = 0 the head still trains, as a probe on detached latents,
+            # so train/id_loss stays meaningful and DDP sees every parameter used.
+            id_loss = self._inverse_dynamics_loss(latents if id_weight > 0 else latents.detach(), actions)
         var, cov = vicreg_terms(latents.flatten(0, 1))
-        loss = jepa + cfg.inverse_dynamics * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov
-        backward = loss if cfg.inverse_dynamics > 0 else loss + id_loss
+        loss = jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov
+        backward = loss if id_weight > 0 or actions is None else loss + id_loss
         return {
             "loss": loss,
             "backward": backward,

@@ -22,6 +22,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from encoders import ENCODERS
 from encoders.vjepa import EncoderConfig
+from jepa_plan.data import SOURCES
 from jepa_plan.envs import ENVS
 from world_models import PREDICTORS
 from world_models.config import WorldModelConfig
@@ -34,22 +35,6 @@ WANDB_MODES = ("offline", "online", "disabled")
 
 class ConfigError(ValueError):
     """A config key, value or component name is wrong; the message names it."""
-
-
-@dataclass
-class DataConfig:
-    """Where episodes live and how clips are cut from them."""
-
-    dir: str = "data/${env.name}"  # collected there if it does not exist yet
-    episodes: int = 1000  # episodes to collect when `dir` is missing
-    episode_steps: int = 50
-    collect_seed: int = 0
-    clip_len: int = 2  # frames per encoder clip
-    frameskip: int = 2  # env steps per model step; actions are stacked
-    batch_size: int = 64
-    val_fraction: float = 0.1
-    num_workers: int = 0
-    max_bad_fraction: float = 0.05  # more corrupt episodes than this fails the run
 
 
 @dataclass
@@ -91,7 +76,7 @@ class TrainConfig:
     output_dir: str = "outputs/train/${env.name}"
     resume: bool = False
     env: Any = None  # the env's own config dataclass, chosen by `env=<name>`
-    data: DataConfig = field(default_factory=DataConfig)
+    data: Any = None  # the data source's config dataclass, chosen by `data=<name>` (default episodes)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -129,8 +114,8 @@ class PlanConfig:
 
 
 # group -> its wing's name table, {name: (class, config dataclass)}
-GROUPS = {"env": ENVS, "encoder": ENCODERS, "world_model": PREDICTORS}
-DEFAULT_GROUPS = {"env": "two_rooms", "encoder": "vit", "world_model": "mlp"}
+GROUPS = {"env": ENVS, "encoder": ENCODERS, "world_model": PREDICTORS, "data": SOURCES}
+DEFAULT_GROUPS = {"env": "two_rooms", "encoder": "vit", "world_model": "mlp", "data": "episodes"}
 
 
 def _check_name(group: str, name: str) -> None:

@@ -22,6 +22,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from jepa_plan.config import ConfigError, PlanConfig, load_config, to_container
+from jepa_plan.data import open_data_dir, open_source
+from jepa_plan.data.source import DatasetError
 from jepa_plan.envs import MissingExtra, make_env
 from jepa_plan.envs.base import Env
 from jepa_plan.evaluation.goals import GoalError, goal_sources, make_goals
@@ -112,16 +114,22 @@ def build_planners(cfg: DictConfig) -> dict[str, Planner]:
 
 def goal_set(cfg: DictConfig, env: Env, wm, rng: np.random.Generator, horizon: int | None = None):
     """The run's goals; dataset goals lie `goal_offset` env steps ahead when the config names
-    one (a published protocol), else `horizon` (default cfg.horizon) model steps."""
-    data_dir, val_names = cfg.data_dir, None
-    if cfg.goals == "dataset" and isinstance(wm, WorldModel):
-        trained = wm.meta.get("config", {})
-        data_dir = data_dir or trained.get("data", {}).get("dir")
-        val_names = wm.meta.get("val_names")  # held-out episodes, when the checkpoint records them
-    if cfg.goals == "dataset" and data_dir is None:
-        raise ConfigError("goals=dataset needs data_dir= (the oracle has no training data of its own)")
+    one (a published protocol), else `horizon` (default cfg.horizon) model steps. They come from
+    `data_dir=` when given, else from the data the model trained on (any source with states)."""
+    data, val_names = None, None
+    if cfg.goals == "dataset":
+        try:
+            if cfg.data_dir:
+                data = open_data_dir(cfg.data_dir, env.resolution)
+            elif isinstance(wm, WorldModel) and wm.meta.get("config", {}).get("data"):
+                data = open_source(wm.meta["config"]["data"], env.resolution)
+                val_names = wm.meta.get("val_names")  # held-out episodes, when the checkpoint records them
+        except DatasetError as err:
+            raise ConfigError(str(err)) from None
+        if data is None:
+            raise ConfigError("goals=dataset needs data_dir= (the oracle has no training data of its own)")
     offset = cfg.goal_offset or (horizon or cfg.horizon) * wm.frameskip
-    return make_goals(cfg.goals, env, cfg.episodes, rng, offset=offset, data_dir=data_dir,
+    return make_goals(cfg.goals, env, cfg.episodes, rng, offset=offset, data=data,
                       val_names=val_names, image=cfg.goal_image)
 
 

@@ -24,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
@@ -34,8 +35,10 @@ from torch.utils.data import DataLoader
 from encoders.vjepa import EncoderConfig, VJEPAModule, build_encoder
 from jepa_plan.collect import collect_episodes
 from jepa_plan.config import ConfigError, load_config, to_container, to_dataclass
-from jepa_plan.data.datamodule import EpisodeDataModule
-from jepa_plan.data.episodes import DatasetError, check_env, read_manifest
+from jepa_plan.data import open_source
+from jepa_plan.data.datamodule import ClipDataModule
+from jepa_plan.data.episodes import check_env, read_manifest
+from jepa_plan.data.source import DatasetError, DataSource
 from jepa_plan.envs import MissingExtra
 from jepa_plan.wandb_dirs import fallback_to_offline, keep_wandb_files_in, usable_wandb_mode
 from world_models import WorldModel
@@ -93,14 +96,32 @@ def ensure_dataset(cfg: DictConfig) -> Path:
     return root
 
 
-def make_datamodule(cfg: DictConfig, root: Path) -> EpisodeDataModule:
+def open_data(cfg: DictConfig) -> DataSource:
+    """The run's data source (`data=<name>`), checked against the run: a data set recorded
+    from another env or resolution is refused by name, and the world-model stage needs actions."""
+    if cfg.data.name == "episodes":
+        ensure_dataset(cfg)
+    try:
+        source = open_source(to_container(cfg.data), cfg.env.resolution)
+        if source.env:
+            check_env({"env": source.env}, source.root, cfg.env.name, cfg.env.resolution)
+    except DatasetError as err:
+        raise ConfigError(str(err)) from None
+    if cfg.stage in ("world_model", "all") and not source.has_actions:
+        raise ConfigError(f"data={cfg.data.name} ({source.root}) has no actions, so it serves encoder pretraining "
+                          f"only: pass stage=encoder, or train the world model on data with actions "
+                          f"(data=episodes or data=lerobot)")
+    return source
+
+
+def make_datamodule(cfg: DictConfig, source: DataSource) -> ClipDataModule:
     d = cfg.data
-    dm = EpisodeDataModule(str(root), clip_len=d.clip_len, frameskip=d.frameskip, batch_size=d.batch_size,
-                           val_fraction=d.val_fraction, num_workers=d.num_workers, seed=cfg.seed,
-                           max_bad_fraction=d.max_bad_fraction)
+    dm = ClipDataModule(source, clip_len=d.clip_len, frameskip=d.frameskip, batch_size=d.batch_size,
+                        val_fraction=d.val_fraction, num_workers=d.num_workers, seed=cfg.seed)
     dm.setup()
-    log(f"data {root}: {len(dm.train_names)} train / {len(dm.val_names)} val episodes"
-        + (f", {len(dm.skipped)} corrupt episodes skipped" if dm.skipped else ""))
+    log(f"data {source.root} ({cfg.data.name}): {len(dm.train_names)} train / {len(dm.val_names)} val episodes"
+        + (f"; {len(dm.skipped)} skipped: " + "; ".join(f"{item} ({reason})" for item, reason in dm.skipped)
+           if dm.skipped else ""))
     return dm
 
 
@@ -194,7 +215,7 @@ def atomic_save(obj, path: Path) -> None:
 
 # -- stage 1: V-JEPA encoder -----------------------------------------------------------------
 
-def train_encoder(cfg: DictConfig, dm: EpisodeDataModule, out: Path) -> None:
+def train_encoder(cfg: DictConfig, dm: ClipDataModule, out: Path) -> None:
     steps = stage_steps(cfg, cfg.encoder)
     enc_cfg = asdict(to_dataclass(cfg.encoder, EncoderConfig))
     module = VJEPAModule(enc_cfg, img_size=dm.image_size, frameskip=cfg.data.frameskip,
@@ -227,7 +248,7 @@ def load_encoder(path: Path):
 
 # -- stage 2: world model --------------------------------------------------------------------
 
-def cached_latents(encoder, dm: EpisodeDataModule, out: Path) -> dict:
+def cached_latents(encoder, dm: ClipDataModule, out: Path) -> dict:
     """Encode every train and val frame once; reuse the cache while encoder.pt is unchanged."""
     cache, enc_file = out / "latents.pt", out / "encoder.pt"
     if cache.exists() and cache.stat().st_mtime >= enc_file.stat().st_mtime:
@@ -256,7 +277,7 @@ def split_loader(split: LatentSplit, batch_size: int, shuffle: bool) -> DataLoad
                       drop_last=shuffle, collate_fn=lambda rows: split.batch(torch.tensor(rows)))
 
 
-def train_world_model(cfg: DictConfig, dm: EpisodeDataModule, out: Path) -> dict:
+def train_world_model(cfg: DictConfig, dm: ClipDataModule, out: Path) -> dict:
     encoder, enc_state = load_encoder(out / "encoder.pt")
     raw = cached_latents(encoder, dm, out)
     skip = cfg.data.frameskip
@@ -284,8 +305,9 @@ def train_world_model(cfg: DictConfig, dm: EpisodeDataModule, out: Path) -> dict
     if trainer.is_global_zero:
         module.to("cpu")
         env = to_container(cfg.env)
+        low, high = action_box(dm)
         meta = {"encoder": enc_state["cfg"], "img_size": enc_state["img_size"], "predictor": wm_cfg, "env": env,
-                "env_action_low": dm.store.manifest["action_low"], "env_action_high": dm.store.manifest["action_high"],
+                "env_action_low": low, "env_action_high": high,
                 "config": to_container(cfg), "val_names": list(dm.val_names)}
         wm = WorldModel(encoder, module.predictor, frameskip=skip, meta=meta,
                         env_action_low=torch.tensor(meta["env_action_low"]),
@@ -294,6 +316,15 @@ def train_world_model(cfg: DictConfig, dm: EpisodeDataModule, out: Path) -> dict
         result = write_diagnostics(module, out)
     trainer.strategy.barrier()
     return result
+
+
+def action_box(dm: ClipDataModule) -> tuple[list[float], list[float]]:
+    """The planner's action box: the data set's own record, else the range its train episodes span."""
+    if dm.store.action_low is not None and dm.store.action_high is not None:
+        return list(dm.store.action_low), list(dm.store.action_high)
+    seen = [dm.store.episode(n).actions for n in dm.train_names]
+    log("the data set records no action box; planning within the range of its train actions")
+    return (np.min([a.min(0) for a in seen], 0).tolist(), np.max([a.max(0) for a in seen], 0).tolist())
 
 
 def write_diagnostics(module: WorldModelModule, out: Path) -> dict:
@@ -317,7 +348,7 @@ def run(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
-    dm = make_datamodule(cfg, ensure_dataset(cfg))
+    dm = make_datamodule(cfg, open_data(cfg))
     result: dict = {}
     if cfg.stage in ("encoder", "all"):
         if cfg.resume and (out / "encoder.pt").exists():

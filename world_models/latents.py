@@ -18,7 +18,7 @@ def encode_episodes(encoder, episodes: Iterable, batch_frames: int = 512, device
     """Encode every frame of every episode with `encoder.embed_frames`.
 
     `episodes` yields objects with `frames` uint8 [T,H,W,3], `actions` [T,A], `states` [T,S]
-    (memory-mapped arrays are read a chunk at a time). Returns flat tensors
+    or None (lazy frames, memory-mapped or decoded, are read a chunk at a time). Returns flat tensors
     `latents [N,D]`, `actions [N,A]`, `states [N,S]` and `lengths [E]`.
     """
     latents, actions, states, lengths = [], [], [], []
@@ -29,7 +29,9 @@ def encode_episodes(encoder, episodes: Iterable, batch_frames: int = 512, device
             chunk = chunk.permute(0, 3, 1, 2).unsqueeze(1).to(device)  # [n,1,3,H,W]: frames encoded alone
             latents.append(encoder.embed_frames(chunk)[:, 0].float().cpu())
         actions.append(torch.from_numpy(np.asarray(ep.actions, dtype=np.float32)))
-        states.append(torch.from_numpy(np.asarray(ep.states, dtype=np.float32)))
+        # An episode without states contributes [T, 0]: diagnostics that need states switch off.
+        states.append(torch.zeros(len(ep.frames), 0) if ep.states is None
+                      else torch.from_numpy(np.asarray(ep.states, dtype=np.float32)))
         lengths.append(len(ep.frames))
     return {"latents": torch.cat(latents), "actions": torch.cat(actions), "states": torch.cat(states),
             "lengths": torch.tensor(lengths)}

@@ -1,8 +1,9 @@
-"""Clips of T frames with frameskip, served from an `EpisodeStore`; train/val split by episode."""
+"""Clips of T frames with frameskip, served from any data source; train/val split by episode."""
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -10,32 +11,41 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from jepa_plan.data.episodes import EpisodeStore
+from jepa_plan.data.source import DatasetError, DataSource, EpisodeError
 
 
 class ClipDataset(Dataset):
-    """Every clip of `clip_len` frames `frameskip` env steps apart, in the given episodes.
+    """Every clip of `clip_len` frames `frameskip` source frames apart, in the given episodes.
 
-    Item: "frames" uint8 [L, 3, H, W], "actions" float32 [L-1, frameskip * A] (the env
-    actions between consecutive clip frames, stacked), "states" float32 [L, S].
+    Item: "frames" uint8 [L, 3, H, W]; when the source has them, "actions" float32
+    [L-1, frameskip * A] (the actions between consecutive clip frames, stacked) and "states"
+    float32 [L, S].
+
+    A file that passed validation but fails to decode later (a bad block in the middle of a
+    video) does not stop the run: its episode is left out for the rest of the run in this
+    process, with one warning naming it, and the clip is served from the next episode.
     """
 
-    def __init__(self, store: EpisodeStore, names: list[str], clip_len: int = 2, frameskip: int = 1):
+    RETRIES = 8  # episodes tried in a row before the failure is the data set's, not one file's
+
+    def __init__(self, source: DataSource, names: list[str], clip_len: int = 2, frameskip: int = 1):
         if clip_len < 2:
             raise ValueError(f"clip_len={clip_len}: a clip needs at least 2 frames")
         if frameskip < 1:
             raise ValueError(f"frameskip={frameskip} must be at least 1")
-        self.store, self.clip_len, self.frameskip = store, clip_len, frameskip
+        self.source, self.clip_len, self.frameskip = source, clip_len, frameskip
         self.span = (clip_len - 1) * frameskip + 1  # frames a clip covers
-        short = [n for n in names if store.lengths[n] < self.span]
-        self.names = [n for n in names if store.lengths[n] >= self.span]
+        short = [n for n in names if source.lengths[n] < self.span]
+        self.names = [n for n in names if source.lengths[n] >= self.span]
         if not self.names:
             raise ValueError(f"clip_len={clip_len} with frameskip={frameskip} needs {self.span} frames per episode; "
-                             f"no episode of {store.root} is that long (longest: {max(store.lengths.values())})")
+                             f"no episode of {source.root} is that long (longest: {max(source.lengths.values())})")
         if short:
             warnings.warn(f"excluding {len(short)} episodes shorter than {self.span} frames: "
                           f"{', '.join(short[:5])}{' ...' if len(short) > 5 else ''}", UserWarning, stacklevel=2)
-        counts = np.array([store.lengths[n] - self.span + 1 for n in self.names])
+        counts = np.array([source.lengths[n] - self.span + 1 for n in self.names])
         self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.failed: dict[str, str] = {}  # episode -> reason, for episodes that failed mid-run here
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -47,27 +57,41 @@ class ClipDataset(Dataset):
         ep = int(np.searchsorted(self.offsets, index, side="right")) - 1
         return self.names[ep], int(index - self.offsets[ep])
 
+    def clip(self, name: str, start: int) -> dict[str, torch.Tensor]:
+        episode = self.source.episode(name)
+        picks = start + self.frameskip * np.arange(self.clip_len)
+        frames = np.asarray(episode.frames[picks])  # reads or decodes only these frames
+        item = {"frames": torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()}
+        if episode.actions is not None:
+            actions = np.asarray(episode.actions[start:picks[-1]], dtype=np.float32)
+            item["actions"] = torch.from_numpy(np.ascontiguousarray(actions.reshape(self.clip_len - 1, -1)))
+        if episode.states is not None:
+            item["states"] = torch.from_numpy(np.ascontiguousarray(episode.states[picks], dtype=np.float32))
+        return item
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         name, start = self.locate(index)
-        episode = self.store.episode(name)
-        picks = start + self.frameskip * np.arange(self.clip_len)
-        frames = np.array(episode.frames[picks])  # copies only these frames out of the map
-        actions = episode.actions[start:picks[-1]].reshape(self.clip_len - 1, -1)
-        return {
-            "frames": torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(),
-            "actions": torch.from_numpy(np.ascontiguousarray(actions, dtype=np.float32)),
-            "states": torch.from_numpy(np.ascontiguousarray(episode.states[picks], dtype=np.float32)),
-        }
+        for _ in range(self.RETRIES):
+            if name not in self.failed:
+                try:
+                    return self.clip(name, start)
+                except EpisodeError as err:
+                    self.failed[name] = str(err)
+                    warnings.warn(f"leaving {name} out of this run: {err}", UserWarning, stacklevel=2)
+            name, start = self.names[(self.names.index(name) + 1) % len(self.names)], 0
+        raise DatasetError(f"{self.source.root}: {self.RETRIES} episodes in a row failed to read; the last: "
+                           f"{name}: {self.failed.get(name)}")
 
 
-class EpisodeDataModule(L.LightningDataModule):
-    """Opens a data set, splits it by episode (seeded), and serves `ClipDataset` loaders.
+class ClipDataModule(L.LightningDataModule):
+    """Opens a data source, splits it by episode (seeded), and serves `ClipDataset` loaders.
 
-    Action statistics (`action_mean`, `action_std`, per env action dim) come from the train
-    episodes only.
+    `source` is any `DataSource`, or the path of an episode data set. Action statistics
+    (`action_mean`, `action_std`, per action dim) come from the train episodes only, read one
+    episode at a time; a source without actions has `action_dim` 0.
     """
 
-    def __init__(self, root: str, clip_len: int = 2, frameskip: int = 1, batch_size: int = 64,
+    def __init__(self, source: DataSource | str | Path, clip_len: int = 2, frameskip: int = 1, batch_size: int = 64,
                  val_fraction: float = 0.1, num_workers: int = 0, seed: int = 0, max_bad_fraction: float = 0.05):
         super().__init__()
         if clip_len < 2:
@@ -76,44 +100,49 @@ class EpisodeDataModule(L.LightningDataModule):
             raise ValueError(f"frameskip={frameskip} must be at least 1")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction={val_fraction} must lie in (0, 1)")
-        self.root, self.clip_len, self.frameskip = root, clip_len, frameskip
+        self.source_arg, self.clip_len, self.frameskip = source, clip_len, frameskip
         self.batch_size, self.val_fraction, self.num_workers = batch_size, val_fraction, num_workers
         self.seed, self.max_bad_fraction = seed, max_bad_fraction
-        self.store: EpisodeStore | None = None
+        self.store: DataSource | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.store is not None:  # Lightning calls setup again per stage; the split is fixed
             return
-        store = EpisodeStore(self.root, max_bad_fraction=self.max_bad_fraction)
-        if len(store) < 2:
-            raise ValueError(f"{self.root}: need at least 2 usable episodes to split train from val, found {len(store)}")
-        order = np.random.default_rng(self.seed).permutation(len(store))
-        n_val = min(max(1, round(self.val_fraction * len(store))), len(store) - 1)
-        self.val_names = sorted(store.names[i] for i in order[:n_val])
-        self.train_names = sorted(store.names[i] for i in order[n_val:])
-        self.train_set = ClipDataset(store, self.train_names, self.clip_len, self.frameskip)
-        self.val_set = ClipDataset(store, self.val_names, self.clip_len, self.frameskip)
-        actions = np.concatenate([store.episode(n).actions for n in self.train_names])
-        self.action_mean = actions.mean(axis=0).astype(np.float32)
-        self.action_std = np.maximum(actions.std(axis=0), 1e-6).astype(np.float32)
-        self.store = store
+        source = self.source_arg
+        if isinstance(source, (str, Path)):
+            source = EpisodeStore(source, max_bad_fraction=self.max_bad_fraction)
+        if len(source.names) < 2:
+            raise ValueError(f"{source.root}: need at least 2 usable episodes to split train from val, "
+                             f"found {len(source.names)}")
+        order = np.random.default_rng(self.seed).permutation(len(source.names))
+        n_val = min(max(1, round(self.val_fraction * len(source.names))), len(source.names) - 1)
+        self.val_names = sorted(source.names[i] for i in order[:n_val])
+        self.train_names = sorted(source.names[i] for i in order[n_val:])
+        self.train_set = ClipDataset(source, self.train_names, self.clip_len, self.frameskip)
+        self.val_set = ClipDataset(source, self.val_names, self.clip_len, self.frameskip)
+        self.action_mean, self.action_std = action_stats(source, self.train_names)
+        self.store = source
 
-    def _need_setup(self) -> EpisodeStore:
+    def _need_setup(self) -> DataSource:
         if self.store is None:
-            raise RuntimeError("EpisodeDataModule: call setup() before reading data properties")
+            raise RuntimeError("ClipDataModule: call setup() before reading data properties")
         return self.store
 
     @property
     def action_dim(self) -> int:
-        return int(self._need_setup().episode(self.train_names[0]).actions.shape[1])
+        self._need_setup()
+        return len(self.action_mean)
 
     @property
     def state_dim(self) -> int:
-        return int(self._need_setup().episode(self.train_names[0]).states.shape[1])
+        store = self._need_setup()
+        if not store.has_states:
+            return 0
+        return int(store.episode(self.train_names[0]).states.shape[1])
 
     @property
     def image_size(self) -> int:
-        return int(self._need_setup().episode(self.train_names[0]).frames.shape[1])
+        return int(self._need_setup().image_size)
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
@@ -128,3 +157,17 @@ class EpisodeDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, train=False)
+
+
+def action_stats(source: DataSource, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std of the actions of `names`, one episode in memory at a time
+    (float64 sums); empty arrays for a source without actions."""
+    if not source.has_actions:
+        return np.zeros(0, np.float32), np.ones(0, np.float32)
+    total, total_sq, count = 0.0, 0.0, 0
+    for name in names:
+        actions = np.asarray(source.episode(name).actions, dtype=np.float64)
+        total, total_sq, count = total + actions.sum(0), total_sq + (actions ** 2).sum(0), count + len(actions)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)

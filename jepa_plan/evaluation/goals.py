@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jepa_plan.data.episodes import EpisodeStore, check_env
+from jepa_plan.data.episodes import check_env
+from jepa_plan.data.source import DataSource
 from jepa_plan.envs.base import Env
 
 SOURCES = ("dataset", "random", "image")  # generic; an env adds its GOAL_SETS
@@ -49,7 +50,7 @@ def goal_sources(env: Env) -> tuple[str, ...]:
 
 
 def make_goals(source: str, env: Env, n: int, rng: np.random.Generator, *, offset: int = 20,
-               data_dir: str | None = None, val_names: list[str] | None = None,
+               data: DataSource | None = None, val_names: list[str] | None = None,
                image: str | None = None) -> GoalSet:
     """`n` start/goal pairs from `source` (see module docstring); `offset` env steps for `dataset`."""
     if source not in goal_sources(env):
@@ -57,7 +58,7 @@ def make_goals(source: str, env: Env, n: int, rng: np.random.Generator, *, offse
     if n < 1:
         raise GoalError(f"episodes={n} must be at least 1")
     if source == "dataset":
-        return dataset_goals(data_dir, val_names, n, offset, rng, env)
+        return dataset_goals(data, val_names, n, offset, rng, env)
     if source == "image":
         frame = load_goal_image(image, env.resolution)
         goal_state = env.state_from_frame(frame)
@@ -67,17 +68,23 @@ def make_goals(source: str, env: Env, n: int, rng: np.random.Generator, *, offse
     return GoalSet(starts, goals, env.render_states(goals), source)
 
 
-def dataset_goals(data_dir: str | None, val_names: list[str] | None, n: int, offset: int,
+def dataset_goals(data: DataSource | None, val_names: list[str] | None, n: int, offset: int,
                   rng: np.random.Generator, env: Env) -> GoalSet:
     """Start = frame t of a held-out episode, goal = frame t + offset of the same episode; the
-    data set must come from `env` at its resolution, and carry states."""
-    if data_dir is None:
-        raise GoalError("goals=dataset needs data_dir= (an episode data set; by default the one the model trained on)")
-    store = EpisodeStore(data_dir)
-    check_env(store.manifest, data_dir, env.name, env.resolution)
+    data set must come from `env` at its resolution (when it records an env), and carry states."""
+    if data is None:
+        raise GoalError("goals=dataset needs data_dir= (a data set; by default the one the model trained on)")
+    if data.env:
+        check_env({"env": data.env}, data.root, env.name, env.resolution)
+    if not data.has_states:
+        raise GoalError(f"{data.root}: goals=dataset needs the true states of the episodes, and this data set "
+                        "records none; use goals=image or goals=random")
+    if data.image_size != env.resolution:
+        raise GoalError(f"{data.root}: frames are {data.image_size} px, env {env.name!r} renders {env.resolution} px")
+    store = data
     names = [name for name in (val_names or store.names) if name in store.lengths and store.lengths[name] > offset]
     if not names:
-        raise GoalError(f"{data_dir}: no episode is longer than the goal offset of {offset} steps "
+        raise GoalError(f"{data.root}: no episode is longer than the goal offset of {offset} steps "
                         "(horizon * frameskip); lower the horizon or use goals=random")
     episodes = rng.choice(len(names), size=n, replace=n > len(names))
     starts, goals, frames = [], [], []

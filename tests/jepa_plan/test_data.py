@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from jepa_plan.collect import collect_episodes
-from jepa_plan.data.datamodule import ClipDataset, EpisodeDataModule
+from jepa_plan.data.datamodule import ClipDataset, ClipDataModule
 from jepa_plan.data.episodes import (
     DatasetError,
     EpisodeError,
@@ -147,7 +147,7 @@ def test_store_opens_good_dataset(dataset):
 
 
 def test_store_skips_one_bad_episode_with_a_warning(copy):
-    (copy / "ep_000007/states.npy").unlink()
+    (copy / "ep_000007/actions.npy").unlink()
     with pytest.warns(UserWarning, match=r"ep_000007.*missing file"):
         store = EpisodeStore(copy)
     assert len(store) == EPISODES - 1 and "ep_000007" not in store.names
@@ -157,9 +157,29 @@ def test_store_skips_one_bad_episode_with_a_warning(copy):
 def test_store_with_too_many_bad_episodes_raises(copy):
     for name in ("ep_000001", "ep_000002", "ep_000003"):
         (copy / name / "frames.npy").write_bytes(b"junk")
-    with pytest.raises(DatasetError, match=r"3 of 40 episodes are bad.*ep_000001.*ep_000003"):
+    with pytest.raises(DatasetError, match=r"(?s)3 of 40 episodes or files are bad.*ep_000001.*ep_000003"):
         quiet_store(copy)
     assert len(quiet_store(copy, max_bad_fraction=0.1)) == EPISODES - 3
+
+
+def test_store_every_episode_bad_is_one_error_before_training(copy):
+    for path in copy.glob("ep_*/frames.npy"):
+        path.write_bytes(b"junk")
+    with pytest.raises(DatasetError, match=r"every one of its 40 episodes or files is bad"):
+        quiet_store(copy, max_bad_fraction=1.0)
+
+
+def test_states_are_optional(copy):
+    for path in copy.glob("ep_*/states.npy"):
+        path.unlink()
+    store = EpisodeStore(copy)
+    assert len(store) == EPISODES and not store.has_states and store.has_actions
+    assert store.episode("ep_000000").states is None
+    item = ClipDataset(store, store.names, clip_len=2, frameskip=2)[0]
+    assert set(item) == {"frames", "actions"}
+    dm = ClipDataModule(str(copy), batch_size=4)
+    dm.setup()
+    assert dm.state_dim == 0 and dm.action_dim == 2
 
 
 # ----------------------------------------------------------------------------- clips
@@ -203,21 +223,52 @@ def test_short_episode_warning(tmp_path):
     assert "ep_short" not in clips.names and len(clips) == 3 * 4
 
 
+class FailingStore:
+    """An episode store whose named episodes raise when read, as a video with a bad block would."""
+
+    def __init__(self, store, bad):
+        self.store, self.bad = store, set(bad)
+        self.root, self.names, self.lengths = store.root, store.names, store.lengths
+        self.has_states = store.has_states
+
+    def episode(self, name):
+        if name in self.bad:
+            raise EpisodeError(f"{name}/frames: decode failed")
+        return self.store.episode(name)
+
+
+def test_a_file_failing_mid_run_is_left_out_not_fatal(dataset):
+    store = EpisodeStore(dataset)
+    clips = ClipDataset(FailingStore(store, ["ep_000000", "ep_000001"]), store.names[:4], clip_len=2, frameskip=1)
+    with pytest.warns(UserWarning) as record:
+        item = clips[3]  # in ep_000000: served from the next readable episode, ep_000002
+    assert [str(w.message) for w in record] == [f"leaving {n} out of this run: {n}/frames: decode failed"
+                                                for n in ("ep_000000", "ep_000001")]
+    np.testing.assert_array_equal(item["frames"][0].numpy(), store.episode("ep_000002").frames[0].transpose(2, 0, 1))
+    assert set(clips.failed) == {"ep_000000", "ep_000001"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # each failing episode warns once
+        clips[4]
+    everything = ClipDataset(FailingStore(store, store.names), store.names, clip_len=2, frameskip=1)
+    with pytest.warns(UserWarning), pytest.raises(DatasetError, match="8 episodes in a row failed"):
+        everything[0]
+
+
 # ----------------------------------------------------------------------------- datamodule
 
 
 def test_datamodule_splits_by_episode(dataset):
-    dm = EpisodeDataModule(str(dataset), clip_len=2, frameskip=2, batch_size=8, val_fraction=0.2, seed=0)
+    dm = ClipDataModule(str(dataset), clip_len=2, frameskip=2, batch_size=8, val_fraction=0.2, seed=0)
     dm.setup("fit")
     assert len(dm.val_names) == 8 and len(dm.train_names) == 32
     assert not set(dm.train_names) & set(dm.val_names)
     assert sorted(dm.train_names + dm.val_names) == dm.store.names
     assert (dm.action_dim, dm.state_dim, dm.image_size, dm.skipped) == (2, 2, RES, [])
 
-    again = EpisodeDataModule(str(dataset), val_fraction=0.2, seed=0)
+    again = ClipDataModule(str(dataset), val_fraction=0.2, seed=0)
     again.setup()
     assert again.val_names == dm.val_names
-    other = EpisodeDataModule(str(dataset), val_fraction=0.2, seed=1)
+    other = ClipDataModule(str(dataset), val_fraction=0.2, seed=1)
     other.setup()
     assert other.val_names != dm.val_names
 
@@ -233,7 +284,7 @@ def test_datamodule_splits_by_episode(dataset):
 
 
 def test_datamodule_with_a_worker(dataset):
-    dm = EpisodeDataModule(str(dataset), batch_size=4, num_workers=1)
+    dm = ClipDataModule(str(dataset), batch_size=4, num_workers=1)
     dm.setup()
     batch = next(iter(dm.val_dataloader()))
     assert batch["frames"].shape == (4, 2, 3, RES, RES)
@@ -241,6 +292,6 @@ def test_datamodule_with_a_worker(dataset):
 
 def test_datamodule_rejects_bad_args():
     with pytest.raises(ValueError, match="frameskip=0"):
-        EpisodeDataModule("unused", frameskip=0)
+        ClipDataModule("unused", frameskip=0)
     with pytest.raises(RuntimeError, match="setup"):
-        EpisodeDataModule("unused").action_dim
+        ClipDataModule("unused").action_dim
