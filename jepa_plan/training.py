@@ -119,9 +119,8 @@ def make_datamodule(cfg: DictConfig, source: DataSource) -> ClipDataModule:
     dm = ClipDataModule(source, clip_len=d.clip_len, frameskip=d.frameskip, batch_size=d.batch_size,
                         val_fraction=d.val_fraction, num_workers=d.num_workers, seed=cfg.seed)
     dm.setup()
-    log(f"data {source.root} ({cfg.data.name}): {len(dm.train_names)} train / {len(dm.val_names)} val episodes"
-        + (f"; {len(dm.skipped)} skipped: " + "; ".join(f"{item} ({reason})" for item, reason in dm.skipped)
-           if dm.skipped else ""))
+    log(f"data ({cfg.data.name}) {source.summary()}")  # lists every skipped file with its reason
+    log(f"split: {len(dm.train_names)} train / {len(dm.val_names)} val episodes")
     return dm
 
 

@@ -107,6 +107,7 @@ class LeRobotSource:
     """
 
     CACHE = 8  # parquet row groups kept read
+    ARRAYS_BYTES = 64 << 20  # per-episode timestamps, actions and states kept decoded (LRU, bytes)
 
     def __init__(self, path: str | Path, image_size: Optional[int] = None, camera: Optional[str] = None,
                  action_key: Optional[str] = "action", state_key: Optional[str] = DEFAULT_STATE_KEY,
@@ -154,17 +155,26 @@ class LeRobotSource:
         self.names = sorted(self._refs)
         self.lengths = {name: self._refs[name].length for name in self.names}
         self._cache: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
+        self._arrays: OrderedDict[str, tuple] = OrderedDict()
+        self._arrays_bytes = 0
 
     # ----------------------------------------------------------------------------- serving
 
     def episode(self, name: str) -> Episode:
         """Frames (lazy, decoded on indexing), actions float32 [T, A] and states [T, S] of one episode."""
         ref = self._ref(name)
-        rows = self._rows(ref)
-        times = ref.offset + _column(rows, "timestamp").astype(np.float64)
+        arrays = self._arrays.pop(name, None)
+        if arrays is None:  # the parquet rows, decoded to arrays once and kept while they fit
+            rows = self._rows(ref)
+            arrays = (ref.offset + _column(rows, "timestamp").astype(np.float64),
+                      _matrix(rows.column(self.action_key), self.action_key, ref.data) if self.action_key else None,
+                      _matrix(rows.column(self.state_key), self.state_key, ref.data) if self.state_key else None)
+            self._arrays_bytes += sum(a.nbytes for a in arrays if a is not None)
+        self._arrays[name] = arrays
+        while self._arrays_bytes > self.ARRAYS_BYTES and len(self._arrays) > 1:
+            self._arrays_bytes -= sum(a.nbytes for a in self._arrays.popitem(last=False)[1] if a is not None)
+        times, actions, states = arrays
         frames = VideoFrames(self.root / ref.video, times, self.image_size, self.decode_threads, self.tolerance_s)
-        actions = _matrix(rows.column(self.action_key), self.action_key, ref.data) if self.action_key else None
-        states = _matrix(rows.column(self.state_key), self.state_key, ref.data) if self.state_key else None
         return Episode(frames, actions, states)
 
     def summary(self) -> str:
@@ -185,7 +195,7 @@ class LeRobotSource:
         return len(self.names)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_cache": OrderedDict()}  # DataLoader workers read their own
+        return {**self.__dict__, "_cache": OrderedDict(), "_arrays": OrderedDict(), "_arrays_bytes": 0}  # workers read their own
 
     def _ref(self, name: str) -> _Ref:
         if name not in self._refs:

@@ -70,6 +70,8 @@ class DataSource(Protocol):
 
     def episode(self, name: str) -> Episode: ...
 
+    def summary(self) -> str: ...  # what was used, and every skipped file with its reason (the run log)
+
 
 @dataclass
 class ClipConfig:

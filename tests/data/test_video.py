@@ -179,6 +179,26 @@ def test_video_frames_pickle_and_decode_only_what_is_asked(videos):
         frames[30]
 
 
+def test_kept_containers_read_the_same_frames_and_stay_bounded(videos, monkeypatch):
+    from jepa_plan.data import video
+
+    monkeypatch.setattr(video, "KEEP_OPEN", 2)
+    video._kept.clear()
+    for name in ("h264", "av1", "vp9", "other", "h264", "av1"):  # more files than are kept open
+        info = probe(videos[name])
+        wanted = [info.frames - 1, 2, 0]
+        times = [info.start + k / info.fps for k in wanted]
+        kept = read_frames(videos[name], times, keep_open=True)
+        assert frame_index(kept).tolist() == wanted
+        np.testing.assert_array_equal(kept, read_frames(videos[name], times))
+    assert list(video._kept) == [str(videos["h264"]), str(videos["av1"])]  # the last two read
+    pid, container = video._kept[str(videos["h264"])]
+    video._kept[str(videos["h264"])] = (pid + 1, container)  # as if inherited through fork
+    assert frame_index(read_frames(videos["h264"], [0.0], keep_open=True)).tolist() == [0]
+    assert video._kept[str(videos["h264"])][1] is not container  # the inherited one was not used
+    video._kept.clear()
+
+
 # The video-folder source
 
 
