@@ -229,7 +229,17 @@ def _keyframe_behind(stream, time: float, position: float) -> bool:
     return k >= 0 and float(entries[k].timestamp * stream.time_base) <= position
 
 
-_RGB = VideoReformatter()
+_rgb: dict[int, VideoReformatter] = {}  # pid -> a process's reformatter
+
+
+def _reformatter() -> VideoReformatter:
+    """One swscale context per process. One inherited through fork waits on worker threads that
+    did not survive the fork: using it, or even freeing it, hangs a DataLoader worker, so the
+    inherited one is left alone (never freed) and the process makes its own."""
+    pid = os.getpid()
+    if pid not in _rgb:
+        _rgb[pid] = VideoReformatter()
+    return _rgb[pid]
 
 
 class _Converter:
@@ -244,7 +254,7 @@ class _Converter:
         if self.last[0] is not frame:
             # One reformatter kept per process: `frame.to_ndarray(format="rgb24")` builds a new
             # swscale context per frame, 5 ms for a 64 px AV1 frame against 0.25 ms reused.
-            array = _RGB.reformat(frame, format="rgb24").to_ndarray()
+            array = _reformatter().reformat(frame, format="rgb24").to_ndarray()
             if self.size:  # resized one at a time: memory stays at the output's size
                 array = resize_frames(array[None], self.size)[0]
             self.last = (frame, array)
@@ -275,6 +285,7 @@ def _open(path: str | Path):
 
 KEEP_OPEN = 4  # containers a process keeps open for `read_frames(..., keep_open=True)`
 _kept: "OrderedDict[str, tuple[int, object]]" = OrderedDict()  # path -> (pid that opened it, container)
+_inherited: list = []  # containers a forked child inherited: kept referenced, never used or freed
 
 
 @contextmanager
@@ -285,7 +296,10 @@ def _reading(path: str | Path):
     used (its file offset is shared with the parent); one that failed a read is closed."""
     key = str(path)
     entry = _kept.pop(key, None)
-    if entry is None or entry[0] != os.getpid():
+    if entry is not None and entry[0] != os.getpid():
+        _inherited.append(entry[1])  # freeing it could wait on the parent's decoder threads
+        entry = None
+    if entry is None:
         entry = (os.getpid(), _open_container(path))
     try:
         yield entry[1]
@@ -297,6 +311,8 @@ def _reading(path: str | Path):
         pid, container = _kept.popitem(last=False)[1]
         if pid == os.getpid():
             container.close()
+        else:
+            _inherited.append(container)
 
 
 def _video_stream(container, path):

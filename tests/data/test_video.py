@@ -199,6 +199,22 @@ def test_kept_containers_read_the_same_frames_and_stay_bounded(videos, monkeypat
     video._kept.clear()
 
 
+def test_a_dataloader_worker_reads_after_the_parent_has_decoded(videos):
+    """Forked workers inherit the parent's decoder and swscale state; they must not use or free it
+    (a worker hung on its first frame when they did)."""
+    from torch.utils.data import DataLoader
+
+    from jepa_plan.data.datamodule import ClipDataset
+    from jepa_plan.data.video_folder import VideoFolderSource
+
+    source = VideoFolderSource(videos["h264"].parent, 16, extensions=(".mp4",), max_bad_fraction=1.0)
+    source.episode("h264.mp4").frames[[0, 5]]  # the parent decodes first, and keeps the file open
+    clips = ClipDataset(source, ["h264.mp4"], clip_len=2, frameskip=3)
+    batch = next(iter(DataLoader(clips, batch_size=4, num_workers=1, timeout=60)))
+    assert batch["frames"].shape == (4, 2, 3, 16, 16)
+    assert frame_index(batch["frames"][:, 1].permute(0, 2, 3, 1).numpy()).tolist() == [3, 4, 5, 6]
+
+
 # The video-folder source
 
 
