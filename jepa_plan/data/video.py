@@ -178,14 +178,17 @@ def read_frames(path: str | Path, times, size: Optional[int] = None, tolerance: 
             return np.zeros((0, height, width, 3), np.uint8)
         convert = _Converter(size)
         found: list[Optional[np.ndarray]] = [None] * len(wanted)
-        i = 0
+        i, seek_gaps = 0, True
         while i < len(wanted):
-            i = _read_run(container, stream, path, wanted, i, tolerance, found, convert)
+            j = _read_run(container, stream, path, wanted, i, tolerance, found, convert, seek_gaps)
+            # A seek that found nothing landed behind where it was asked (an index that names as
+            # keyframes frames the decoder cannot start from): decode through the next gap.
+            seek_gaps, i = j > i, j
     return np.stack([found[j] for j in np.searchsorted(wanted, times)])
 
 
 def _read_run(container, stream, path, wanted: np.ndarray, i: int, tolerance: float,
-              found: list, convert) -> int:
+              found: list, convert, seek_gaps: bool = True) -> int:
     """Fill found[i:] from frames decoded forward of the keyframe before wanted[i]; return the
     index where a seek is due (a gap of more than MAX_GAP_S) or len(wanted) when all are found."""
     stopped: list[str] = []
@@ -199,7 +202,8 @@ def _read_run(container, stream, path, wanted: np.ndarray, i: int, tolerance: fl
             i += 1
         if i == len(wanted):
             return i
-        if wanted[i] - tolerance - time > MAX_GAP_S and not _keyframe_behind(stream, wanted[i] - tolerance, time):
+        if (seek_gaps and wanted[i] - tolerance - time > MAX_GAP_S
+                and not _keyframe_behind(stream, wanted[i] - tolerance, time)):
             return i
         previous = (time, frame)
     # The data ended: the last frame may still be the nearest to what is left
@@ -280,12 +284,16 @@ def _open_container(path: str | Path):
 @contextmanager
 def _open(path: str | Path):
     with _open_container(path) as container:
-        yield container
+        try:
+            yield container
+        finally:
+            _drained.discard(id(container))
 
 
 KEEP_OPEN = 4  # containers a process keeps open for `read_frames(..., keep_open=True)`
 _kept: "OrderedDict[str, tuple[int, object]]" = OrderedDict()  # path -> (pid that opened it, container)
 _inherited: list = []  # containers a forked child inherited: kept referenced, never used or freed
+_drained: set[int] = set()  # ids of containers demuxed to their end during the current read
 
 
 @contextmanager
@@ -306,6 +314,12 @@ def _reading(path: str | Path):
     except BaseException:
         entry[1].close()
         raise
+    finally:
+        drained = id(entry[1]) in _drained
+        _drained.discard(id(entry[1]))
+    if drained:
+        entry[1].close()
+        return
     _kept[key] = entry
     while len(_kept) > KEEP_OPEN:
         pid, container = _kept.popitem(last=False)[1]
@@ -380,6 +394,9 @@ def _decoded(container, stream, stopped: list[str]) -> Iterator[tuple[float, av.
                 yield time, frame
     except av.error.FFmpegError as err:
         stopped.append(_why(err))
+    # Demuxed to the end: the decoder has been drained, and after a later seek it can repeat a
+    # frame forever, so a kept container that got here is not reused (see `_reading`).
+    _drained.add(id(container))
 
 
 def _because(stopped: list[str]) -> str:

@@ -215,6 +215,33 @@ def test_a_dataloader_worker_reads_after_the_parent_has_decoded(videos):
     assert frame_index(batch["frames"][:, 1].permute(0, 2, 3, 1).numpy()).tolist() == [3, 4, 5, 6]
 
 
+def test_a_seek_that_lands_behind_the_wanted_time_decodes_through(tmp_path):
+    """x264's default GOP: the mp4 index marks a sync sample mid-file, but the seek lands on the
+    first frame; re-seeking for the same time looped forever on this very video (it did)."""
+    import signal
+
+    rng = np.random.default_rng(0)
+    for _ in range(10):  # the tenth moving square of benchmarks/bench_loader.py's memory videos
+        colour, x0 = rng.integers(60, 255, 3), int(rng.integers(0, 80))
+    frames = np.zeros((40, 96, 96, 3), np.uint8)
+    for t in range(40):
+        x = (x0 + 2 * t) % 80
+        frames[t, 30:46, x:x + 16] = colour
+    write_video(tmp_path / "moving.mp4", frames, fps=10)
+
+    def give_up(*_):
+        raise TimeoutError("read_frames did not return")
+
+    signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(20)
+    try:
+        got = read_frames(tmp_path / "moving.mp4", [2.5, 2.6], tolerance=0.101)
+    finally:
+        signal.alarm(0)
+    left = [int(np.argmax(frame[38].max(-1) > 30)) for frame in got]  # the square's left edge
+    assert left == [(x0 + 50) % 80, (x0 + 52) % 80]
+
+
 # The video-folder source
 
 
