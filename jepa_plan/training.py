@@ -24,7 +24,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
@@ -321,9 +320,8 @@ def action_box(dm: ClipDataModule) -> tuple[list[float], list[float]]:
     """The planner's action box: the data set's own record, else the range its train episodes span."""
     if dm.store.action_low is not None and dm.store.action_high is not None:
         return list(dm.store.action_low), list(dm.store.action_high)
-    seen = [dm.store.episode(n).actions for n in dm.train_names]
     log("the data set records no action box; planning within the range of its train actions")
-    return (np.min([a.min(0) for a in seen], 0).tolist(), np.max([a.max(0) for a in seen], 0).tolist())
+    return dm.action_low.tolist(), dm.action_high.tolist()
 
 
 def write_diagnostics(module: WorldModelModule, out: Path) -> dict:

@@ -29,24 +29,22 @@ def planning_readiness(step, train_z: torch.Tensor, train_states: torch.Tensor, 
     pred = rollout_steps(step, z[:, 0], a).float()  # [M, K, D]; the caller's no_grad covers it
     target = z[:, 1:]
     repeat = z[:, :1].expand_as(target)
-    if s.shape[-1] == 0:
-        return {key: value for k in range(pred.shape[1]) for key, value in (
-            (f"rollout_err_k{k + 1}", (pred[:, k] - target[:, k]).abs().mean().item()),
-            (f"repeat_err_k{k + 1}", (repeat[:, k] - target[:, k]).abs().mean().item()))}
-    probe = RidgeProbe().fit(train_z, train_states, alpha=ridge_alpha)
-    true_s = s[:, 1:]
-    out: dict[str, float] = {
-        "probe_r2": probe.r2(val_z, val_states),
-        "dist_spearman": distance_rank_correlation(val_z, val_states, num_pairs=num_pairs,
-                                                   generator=torch.Generator().manual_seed(seed)),
-    }
-    for i, r2 in enumerate(probe.r2_per_dim(val_z, val_states)):
-        out[f"probe_r2_s{i}"] = r2
-    repeat_s = probe.predict(z[:, 0])[:, None].expand_as(true_s)
-    pred_s = probe.predict(pred.flatten(0, 1)).view_as(true_s)
+    out: dict[str, float] = {}
     for k in range(pred.shape[1]):
         out[f"rollout_err_k{k + 1}"] = (pred[:, k] - target[:, k]).abs().mean().item()
         out[f"repeat_err_k{k + 1}"] = (repeat[:, k] - target[:, k]).abs().mean().item()
+    if s.shape[-1] == 0:
+        return out
+    probe = RidgeProbe().fit(train_z, train_states, alpha=ridge_alpha)
+    out["probe_r2"] = probe.r2(val_z, val_states)
+    out["dist_spearman"] = distance_rank_correlation(val_z, val_states, num_pairs=num_pairs,
+                                                     generator=torch.Generator().manual_seed(seed))
+    for i, r2 in enumerate(probe.r2_per_dim(val_z, val_states)):
+        out[f"probe_r2_s{i}"] = r2
+    true_s = s[:, 1:]
+    repeat_s = probe.predict(z[:, 0])[:, None].expand_as(true_s)
+    pred_s = probe.predict(pred.flatten(0, 1)).view_as(true_s)
+    for k in range(pred.shape[1]):
         out[f"probe_err_k{k + 1}"] = (pred_s[:, k] - true_s[:, k]).norm(dim=-1).mean().item()
         out[f"probe_repeat_err_k{k + 1}"] = (repeat_s[:, k] - true_s[:, k]).norm(dim=-1).mean().item()
     return out
@@ -55,14 +53,16 @@ def planning_readiness(step, train_z: torch.Tensor, train_states: torch.Tensor, 
 def readiness_table(d: dict[str, float]) -> str:
     """The diagnostics as a printable table."""
     horizon = sum(1 for k in d if k.startswith("rollout_err_k"))
-    if "probe_r2" not in d:  # no states
-        lines = ["k  latent L1 model  repeat-last   (no states in the data: no probe columns)"]
-        lines += [f"{k:<2} {d[f'rollout_err_k{k}']:>14.4f}  {d[f'repeat_err_k{k}']:>11.4f}" for k in range(1, horizon + 1)]
-        return "\n".join(lines)
-    lines = ["k  latent L1 model  repeat-last  | probe state err model  repeat-last"]
+    states = "probe_r2" in d
+    lines = ["k  latent L1 model  repeat-last  " + ("| probe state err model  repeat-last" if states
+                                                  else " (no states in the data: no probe columns)")]
     for k in range(1, horizon + 1):
-        lines.append(f"{k:<2} {d[f'rollout_err_k{k}']:>14.4f}  {d[f'repeat_err_k{k}']:>11.4f}  | "
-                     f"{d[f'probe_err_k{k}']:>21.4f}  {d[f'probe_repeat_err_k{k}']:>11.4f}")
+        row = f"{k:<2} {d[f'rollout_err_k{k}']:>14.4f}  {d[f'repeat_err_k{k}']:>11.4f}"
+        if states:
+            row += f"  | {d[f'probe_err_k{k}']:>21.4f}  {d[f'probe_repeat_err_k{k}']:>11.4f}"
+        lines.append(row)
+    if not states:
+        return "\n".join(lines)
     lines.append(f"probe R^2 (state): {d['probe_r2']:.3f}    latent/true distance rank corr: {d['dist_spearman']:.3f}")
     per_dim = [d[f"probe_r2_s{i}"] for i in range(sum(1 for k in d if k.startswith("probe_r2_s")))]
     if per_dim:

@@ -120,7 +120,8 @@ class ClipDataModule(L.LightningDataModule):
         self.train_names = sorted(source.names[i] for i in order[n_val:])
         self.train_set = ClipDataset(source, self.train_names, self.clip_len, self.frameskip)
         self.val_set = ClipDataset(source, self.val_names, self.clip_len, self.frameskip)
-        self.action_mean, self.action_std = action_stats(source, self.train_names)
+        # The range the train actions span: the planner's box when the data set records none.
+        self.action_mean, self.action_std, self.action_low, self.action_high = action_moments(source, self.train_names)
         self.store = source
 
     def _need_setup(self) -> DataSource:
@@ -162,12 +163,19 @@ class ClipDataModule(L.LightningDataModule):
 def action_stats(source: DataSource, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std of the actions of `names`, one episode in memory at a time
     (float64 sums); empty arrays for a source without actions."""
+    return action_moments(source, names)[:2]
+
+
+def action_moments(source: DataSource, names: list[str]) -> tuple[np.ndarray, ...]:
+    """(mean, std, min, max) per action dimension of `names`, in one pass over their episodes."""
     if not source.has_actions:
-        return np.zeros(0, np.float32), np.ones(0, np.float32)
-    total, total_sq, count = 0.0, 0.0, 0
+        return np.zeros(0, np.float32), np.ones(0, np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32)
+    total, total_sq, count, low, high = 0.0, 0.0, 0, np.inf, -np.inf
     for name in names:
         actions = np.asarray(source.episode(name).actions, dtype=np.float64)
         total, total_sq, count = total + actions.sum(0), total_sq + (actions ** 2).sum(0), count + len(actions)
+        low, high = np.minimum(low, actions.min(0)), np.maximum(high, actions.max(0))
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
-    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+    return (mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32),
+            low.astype(np.float32), high.astype(np.float32))

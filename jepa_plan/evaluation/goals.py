@@ -81,15 +81,14 @@ def dataset_goals(data: DataSource | None, val_names: list[str] | None, n: int, 
                         "records none; use goals=image or goals=random")
     if data.image_size != env.resolution:
         raise GoalError(f"{data.root}: frames are {data.image_size} px, env {env.name!r} renders {env.resolution} px")
-    store = data
-    names = [name for name in (val_names or store.names) if name in store.lengths and store.lengths[name] > offset]
+    names = [name for name in (val_names or data.names) if name in data.lengths and data.lengths[name] > offset]
     if not names:
         raise GoalError(f"{data.root}: no episode is longer than the goal offset of {offset} steps "
                         "(horizon * frameskip); lower the horizon or use goals=random")
     episodes = rng.choice(len(names), size=n, replace=n > len(names))
     starts, goals, frames = [], [], []
     for i in episodes:
-        ep = store.episode(names[i])
+        ep = data.episode(names[i])
         t = int(rng.integers(0, len(ep) - offset))
         starts.append(ep.states[t])
         goals.append(ep.states[t + offset])
