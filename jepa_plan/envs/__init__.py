@@ -15,6 +15,7 @@ from typing import Any
 
 from jepa_plan.envs.base import Env, EnvConfig, MissingExtra
 from jepa_plan.envs.pointmaze import PointMazeEnv, PointMazeMediumConfig, PointMazeUMazeConfig
+from jepa_plan.envs.pusht import PushTConfig, PushTEnv
 from jepa_plan.envs.swm_tworoom import SWMTwoRoomEnv, TwoRoomConfig
 from jepa_plan.envs.two_rooms import TwoRoomsConfig, TwoRoomsEnv
 
@@ -23,6 +24,7 @@ ENVS: dict[str, tuple[type[Env], type[EnvConfig]]] = {
     "tworoom": (SWMTwoRoomEnv, TwoRoomConfig),
     "pointmaze_umaze": (PointMazeEnv, PointMazeUMazeConfig),
     "pointmaze_medium": (PointMazeEnv, PointMazeMediumConfig),
+    "pusht": (PushTEnv, PushTConfig),
 }
 
 
