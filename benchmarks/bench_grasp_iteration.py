@@ -86,7 +86,7 @@ def fresh_world_model(latent_dim: int = 128, frameskip: int = 2) -> WorldModel:
                                         action_embed=wm_cfg.action_embed)
     torch.nn.init.normal_(predictor.mlp[-1].weight, std=0.01)  # not the identity map it starts as
     encoder = VideoViT(img_size=16, patch_size=8, dim=latent_dim, depth=1, heads=2, mlp_ratio=2.0)
-    return WorldModel(encoder, predictor, latent_mean=torch.zeros(latent_dim), latent_std=torch.ones(latent_dim),
+    return WorldModel(encoder, predictor, latent_mean=torch.zeros(latent_dim), latent_proj=torch.eye(latent_dim),
                       action_mean=torch.zeros(action_dim), action_std=torch.ones(action_dim),
                       env_action_low=-torch.ones(2), env_action_high=torch.ones(2), frameskip=frameskip, meta={})
 

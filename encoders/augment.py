@@ -1,14 +1,15 @@
 """Pixel perturbations of the kind a lossy video round trip makes, batched in torch.
 
-A 64 px encoder trained on clean renders moved its pooled latent by about one model step's
-worth when a frame went through a near-lossless H.264 4:4:4 round trip (docs/data.md). Data
-sets arrive as video (LeRobot's AV1 4:2:0), while an env renders clean frames, so the goal
-image and the observation disagree by exactly such a perturbation. `codec_noise` draws one:
-4:2:0 chroma subsampling, a small blur, a per-channel level shift and sensor-like noise, each
-with its own random strength per frame, then quantises back to uint8 as a decoder does.
+A data set arrives as video (LeRobot writes AV1 4:2:0) while an env renders clean frames, so a
+goal image and the observation of the same state differ by such a perturbation. A small
+encoder's pooled latent moved by a step of motion's worth under a near-lossless H.264 round
+trip (docs/data.md). `codec_noise` draws perturbations of that kind: 4:2:0 chroma subsampling,
+a small blur, a per-channel level shift and sensor-like noise, each with its own random
+strength per frame, quantised back to uint8 as a decoder does. The world-model stage measures
+which latent directions they move and leaves those out of the planner's latent
+(`world_models.latents.latent_basis`).
 
-Everything runs on the frames' device with the global RNG (seeded by Lightning), with no
-per-frame Python loop.
+Everything runs on the frames' device with the global RNG, with no per-frame Python loop.
 """
 
 from __future__ import annotations

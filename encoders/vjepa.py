@@ -9,12 +9,7 @@ Loss per step (weights in `EncoderConfig`; 0 turns a term off):
   the two frames (PLDM / eb_jepa). In the two-rooms calibration this term is what made
   latent distance track true distance;
 - vicreg_var / vicreg_cov: VICReg variance hinge and covariance penalty on those pooled
-  latents, against collapse of the vector the planner sees;
-- invariance: the pooled latents of the same frames after `encoders.augment.codec_noise` (a
-  lossy video round trip's kind of change) regress onto the clean frames' latents, in units of
-  the batch's per-dimension latent variance. Without it a near-lossless H.264 round trip moved
-  the latent by one model step's worth, and goals decoded from a video data set were missed
-  (docs/data.md).
+  latents, against collapse of the vector the planner sees.
 """
 
 from __future__ import annotations
@@ -28,7 +23,6 @@ import torch.nn.functional as F
 from lightning import LightningModule
 from torch import nn
 
-from encoders.augment import CodecNoise, codec_noise
 from encoders.diagnostics import (
     RidgeProbe,
     distance_rank_correlation,
@@ -70,13 +64,6 @@ class EncoderConfig:
     inverse_dynamics: float = 1.0
     vicreg_var: float = 0.1
     vicreg_cov: float = 0.01
-    invariance: float = 1.0
-    invariance_frames: int = 16  # frames per batch perturbed for it (a quarter of the default 32 x 2)
-    # codec_noise bounds (encoders.augment.CodecNoise), used when invariance > 0.
-    aug_noise: float = 3.0
-    aug_blur: float = 0.8
-    aug_chroma: float = 0.5
-    aug_shift: float = 2.0
     diag_frames: int = 2048
 
     @classmethod
@@ -87,9 +74,6 @@ class EncoderConfig:
         if unknown:
             raise KeyError(f"unknown encoder config keys {unknown}; valid keys: {sorted(valid)}")
         return cls(**cfg)
-
-    def codec_noise(self) -> CodecNoise:
-        return CodecNoise(noise=self.aug_noise, blur=self.aug_blur, chroma=self.aug_chroma, shift=self.aug_shift)
 
     def mask_blocks(self) -> list[tuple[int, float, tuple[float, float]]]:
         aspect = (self.mask_aspect_min, self.mask_aspect_max)
@@ -129,14 +113,6 @@ def vicreg_terms(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return var_loss, off_diag.pow(2).sum() / d
 
 
-def invariance_term(perturbed: torch.Tensor, clean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """perturbed, clean [N, D], scale [D] (the clean latents' variance over the batch) -> mean
-    squared difference divided per dimension by that variance: the share of the latent's
-    spread that a perturbation moves. It is what the planner sees, since the world model
-    standardises latents by their training statistics (the raw pooled std is about 1e-3)."""
-    return ((perturbed.float() - clean.float()).pow(2) / scale.clamp_min(1e-12)).mean()
-
-
 class VJEPAModule(LightningModule):
     """Context encoder + masked predictor + EMA target encoder + inverse-dynamics head.
 
@@ -173,7 +149,6 @@ class VJEPAModule(LightningModule):
             }
         )
         self.cfg = config
-        self.augment = config.codec_noise()
         self.total_steps = int(max_steps) if max_steps is not None else config.max_steps
         self.context_encoder = build_encoder(config, img_size)
         self.predictor = MaskedPredictor(
@@ -249,16 +224,7 @@ class VJEPAModule(LightningModule):
             # so train/id_loss stays meaningful and DDP sees every parameter used.
             id_loss = self._inverse_dynamics_loss(latents if id_weight > 0 else latents.detach(), actions)
         var, cov = vicreg_terms(latents.flatten(0, 1))
-        if cfg.invariance > 0:
-            # A subset of the frames is perturbed (each costs a forward and backward), scored
-            # against the whole batch's latent variance.
-            clean = latents.detach().flatten(0, 1)
-            pick = frames.flatten(0, 1)[: cfg.invariance_frames, None]
-            perturbed = self.context_encoder.embed_frames(codec_noise(pick, self.augment))[:, 0]
-            inv = invariance_term(perturbed, clean[: len(pick)], scale=clean.float().var(dim=0))
-        else:
-            inv = latents.new_zeros(())
-        loss = jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov + cfg.invariance * inv
+        loss = jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov
         backward = loss if id_weight > 0 or actions is None else loss + id_loss
         return {
             "loss": loss,
@@ -267,7 +233,6 @@ class VJEPAModule(LightningModule):
             "id_loss": id_loss,
             "vicreg_var": var,
             "vicreg_cov": cov,
-            "invariance": inv,
             "latents": latents,
             "target_tokens": target_tokens,
         }
@@ -276,7 +241,7 @@ class VJEPAModule(LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self._step(batch, self._mask_generator(0, batch_idx))
         self.log("train/loss", out["loss"], prog_bar=True)
-        for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov", "invariance"):
+        for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov"):
             self.log(f"train/{name}", out[name])
         return out["backward"]
 
@@ -293,7 +258,7 @@ class VJEPAModule(LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self._step(batch, self._mask_generator(1, batch_idx))
-        for name in ("loss", "jepa_loss", "id_loss", "invariance"):
+        for name in ("loss", "jepa_loss", "id_loss"):
             self.log(f"val/{name}", out[name], sync_dist=True)
         self._collect_diagnostics(batch, out, batch_idx)
 

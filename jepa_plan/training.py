@@ -31,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from encoders.augment import CodecNoise
 from encoders.vjepa import EncoderConfig, VJEPAModule, build_encoder
 from jepa_plan.collect import collect_episodes
 from jepa_plan.config import ConfigError, load_config, to_container, to_dataclass
@@ -42,7 +43,8 @@ from jepa_plan.envs import MissingExtra
 from jepa_plan.wandb_dirs import fallback_to_offline, keep_wandb_files_in, usable_wandb_mode
 from world_models import WorldModel
 from world_models.diagnostics import readiness_table
-from world_models.latents import LatentSplit, encode_episodes, stack_actions, windows
+from world_models.latents import (LatentSplit, encode_episodes, latent_basis, perturbation_shifts, stack_actions,
+                                  window_steps, windows)
 from world_models.config import WorldModelConfig
 from world_models.module import WorldModelModule
 
@@ -246,26 +248,32 @@ def load_encoder(path: Path):
 
 # -- stage 2: world model --------------------------------------------------------------------
 
-def cached_latents(encoder, dm: ClipDataModule, out: Path) -> dict:
-    """Encode every train and val frame once; reuse the cache while encoder.pt is unchanged."""
+def cached_latents(encoder, dm: ClipDataModule, out: Path, shift_frames: int) -> dict:
+    """Encode every train and val frame once, and the codec-noise shifts of `shift_frames` train
+    frames (for the latent basis); reuse the cache while encoder.pt is unchanged."""
     cache, enc_file = out / "latents.pt", out / "encoder.pt"
     if cache.exists() and cache.stat().st_mtime >= enc_file.stat().st_mtime:
         data = torch.load(cache, weights_only=True)
-        if data.get("train_names") == list(dm.train_names) and data.get("val_names") == list(dm.val_names):
+        if (data.get("train_names") == list(dm.train_names) and data.get("val_names") == list(dm.val_names)
+                and data.get("shift_frames") == shift_frames):
             return data
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.time()
     data = {split: encode_episodes(encoder, (dm.store.episode(n) for n in names), device=device)
             for split, names in (("train", dm.train_names), ("val", dm.val_names))}
+    spread = [dm.store.episode(n) for n in dm.train_names[:: max(1, len(dm.train_names) // 64)]]
+    data["shifts"] = perturbation_shifts(encoder, spread, shift_frames, CodecNoise(), device=device)
+    data["shift_frames"] = shift_frames
     data["train_names"], data["val_names"] = list(dm.train_names), list(dm.val_names)
-    log(f"encoded {len(data['train']['latents']) + len(data['val']['latents'])} frames in {time.time() - started:.0f}s")
+    log(f"encoded {len(data['train']['latents']) + len(data['val']['latents']) + 2 * len(data['shifts'])} "
+        f"frames in {time.time() - started:.0f}s")
     if rank_zero_only.rank == 0:
         atomic_save(data, cache)
     return data
 
 
 def latent_split(raw: dict, stats: dict, frameskip: int, steps: int) -> LatentSplit:
-    z = (raw["latents"] - stats["latent_mean"]) / stats["latent_std"]
+    z = (raw["latents"] - stats["latent_mean"]) @ stats["latent_proj"]
     a = (stack_actions(raw["actions"], raw["lengths"], frameskip) - stats["action_mean"]) / stats["action_std"]
     return LatentSplit(z=z, a=a, states=raw["states"], index=windows(raw["lengths"], frameskip, steps))
 
@@ -277,16 +285,20 @@ def split_loader(split: LatentSplit, batch_size: int, shuffle: bool) -> DataLoad
 
 def train_world_model(cfg: DictConfig, dm: ClipDataModule, out: Path) -> dict:
     encoder, enc_state = load_encoder(out / "encoder.pt")
-    raw = cached_latents(encoder, dm, out)
+    wm_cfg = asdict(to_dataclass(cfg.world_model, WorldModelConfig))
+    raw = cached_latents(encoder, dm, out, wm_cfg["nuisance_frames"])
+    mean, proj, ratios = latent_basis(raw["train"]["latents"], raw["shifts"], wm_cfg["nuisance_ratio"])
+    if wm_cfg["nuisance_ratio"] > 0:
+        log(f"latent basis: {proj.shape[1]} of {proj.shape[0]} directions spread over the data at least "
+            f"{wm_cfg['nuisance_ratio']:g}x what codec-like noise moves them (ratios {ratios[0]:.0f} .. {ratios[-1]:.1f})")
     skip = cfg.data.frameskip
     stats = {
-        "latent_mean": raw["train"]["latents"].mean(0),
-        "latent_std": raw["train"]["latents"].std(0).clamp_min(1e-6),
+        "latent_mean": mean,
+        "latent_proj": proj,
         "action_mean": torch.as_tensor(dm.action_mean, dtype=torch.float32).repeat(skip),
         "action_std": torch.as_tensor(dm.action_std, dtype=torch.float32).repeat(skip),
     }
-    wm_cfg = asdict(to_dataclass(cfg.world_model, WorldModelConfig))
-    horizon = max(wm_cfg["rollout_steps"], wm_cfg["diag_horizon"])
+    horizon = window_steps(wm_cfg)
     train = latent_split(raw["train"], stats, skip, horizon)
     val = latent_split(raw["val"], stats, skip, horizon)
 

@@ -2,6 +2,7 @@
 
 from world_models.config import WorldModelConfig
 from world_models.predictor import PREDICTORS, MLPPredictor
+from world_models.transformer import TransformerPredictor
 from world_models.world_model import CheckpointError, WorldModel
 
-__all__ = ["PREDICTORS", "MLPPredictor", "WorldModelConfig", "WorldModel", "CheckpointError"]
+__all__ = ["PREDICTORS", "MLPPredictor", "TransformerPredictor", "WorldModelConfig", "WorldModel", "CheckpointError"]

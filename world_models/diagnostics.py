@@ -10,23 +10,28 @@ from __future__ import annotations
 import torch
 
 from encoders.diagnostics import RidgeProbe, distance_rank_correlation
-from world_models.world_model import rollout_steps
 
 
 @torch.no_grad()
-def planning_readiness(step, train_z: torch.Tensor, train_states: torch.Tensor, val_windows: dict,
+def planning_readiness(rollout, train_z: torch.Tensor, train_states: torch.Tensor, val_windows: dict,
                        val_z: torch.Tensor, val_states: torch.Tensor, ridge_alpha: float = 1.0,
-                       num_pairs: int = 8192, seed: int = 0) -> dict[str, float]:
+                       num_pairs: int = 8192, seed: int = 0, history: int = 1) -> dict[str, float]:
     """All diagnostics as a flat dict of floats.
 
-    val_windows: "z" [M, K+1, D], "a" [M, K, A], "states" [M, K+1, S] (held-out episodes).
+    `rollout(z0 [M, D], actions [M, H, A], past_z [M, c, D] | None, past_a [M, c, A] | None)
+    -> [M, H, D]` (WorldModel.rollout's signature). val_windows: "z" [M, K+1, D], "a" [M, K, A],
+    "states" [M, K+1, S] (held-out episodes). A history-k model starts from the window's first k
+    frames (z_0 is the last of them), so K + 1 - k steps are scored.
     `rollout_err_k`/`repeat_err_k`: mean |z_hat_k - z_k| vs |z_0 - z_k| (L1 per dim).
     `probe_err_k`/`probe_repeat_err_k`: state error of the ridge probe decoded from the
     predicted latent vs from the repeated z_0 (Euclidean, state units). Without states
     (S = 0: a data set that records none) only the latent columns are computed.
     """
     z, a, s = val_windows["z"], val_windows["a"], val_windows["states"]
-    pred = rollout_steps(step, z[:, 0], a).float()  # [M, K, D]; the caller's no_grad covers it
+    context = min(history, a.shape[1]) - 1  # frames before z_0
+    past = (z[:, :context], a[:, :context]) if context else (None, None)
+    z, a, s = z[:, context:], a[:, context:], s[:, context:]
+    pred = rollout(z[:, 0], a, *past).float()  # [M, K - context, D]; the caller's no_grad covers it
     target = z[:, 1:]
     repeat = z[:, :1].expand_as(target)
     out: dict[str, float] = {}

@@ -8,13 +8,17 @@ from lightning import LightningModule
 
 from world_models.diagnostics import planning_readiness
 from world_models.latents import LatentSplit
-from world_models.world_model import build_predictor
+from world_models.world_model import build_predictor, predictor_rollout
 
 
 class WorldModelModule(LightningModule):
     """Loss = teacher-forced L1 on next latents + L1 of a `rollout_steps` autoregressive rollout.
 
     Batches: "z" [B, K+1, D] standardised latents, "a" [B, K, A] normalised model actions.
+    Teacher forcing predicts every z_{t+1} of the window from its own (up to) k frames; the
+    rollout starts from the window's first k frames (history k) and runs on its own
+    predictions, for `rollout_steps` steps or as many as the window holds
+    (`latents.window_steps` sizes windows for both).
     """
 
     def __init__(self, cfg: dict, latent_dim: int, action_dim: int):
@@ -26,13 +30,12 @@ class WorldModelModule(LightningModule):
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         z, a = batch["z"], batch["a"]
-        k = min(self.cfg["rollout_steps"], a.shape[1])
+        context = min(self.predictor.history, a.shape[1]) - 1  # frames before the rollout's z_0
+        k = min(self.cfg["rollout_steps"], a.shape[1] - context)
         teacher = F.l1_loss(self.predictor(z[:, :-1], a), z[:, 1:])
-        pred, rollout = z[:, 0], []
-        for t in range(k):
-            pred = self.predictor(pred, a[:, t])
-            rollout.append(pred)
-        rollout_loss = F.l1_loss(torch.stack(rollout, 1), z[:, 1:k + 1])
+        past = (z[:, :context], a[:, :context]) if context else (None, None)
+        rollout = predictor_rollout(self.predictor, z[:, context], a[:, context:context + k], *past)
+        rollout_loss = F.l1_loss(rollout, z[:, context + 1:context + k + 1])
         return {"loss": teacher + self.cfg["rollout_weight"] * rollout_loss,
                 "teacher_loss": teacher, "rollout_loss": rollout_loss}
 
@@ -60,10 +63,14 @@ class WorldModelModule(LightningModule):
         was_training = self.predictor.training
         self.predictor.eval()
         probe_rows = torch.randperm(len(train.z), generator=torch.Generator().manual_seed(0))[:20000]
+
+        def rollout(z0, actions, past_z=None, past_a=None):
+            on_device = [None if x is None else x.to(self.device) for x in (z0, actions, past_z, past_a)]
+            return predictor_rollout(self.predictor, *on_device).float().cpu()
+
         result = planning_readiness(
-            lambda z, a: self.predictor(z.to(self.device), a.to(self.device)).float().cpu(),
-            train.z[probe_rows], train.states[probe_rows], val.batch(torch.arange(len(val))),
-            val.z, val.states, ridge_alpha=self.cfg["ridge_alpha"])
+            rollout, train.z[probe_rows], train.states[probe_rows], val.batch(torch.arange(len(val))),
+            val.z, val.states, ridge_alpha=self.cfg["ridge_alpha"], history=self.predictor.history)
         self.predictor.train(was_training)
         return result
 

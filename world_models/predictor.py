@@ -1,4 +1,10 @@
-"""Action-conditioned latent predictors `F(z_t, a_t) -> z_{t+1}`."""
+"""Action-conditioned latent predictors `F(z_t, a_t) -> z_{t+1}` and their name table.
+
+Every predictor has `history` (frames of context, k), `forward(z [..., T, D], a [..., T, A])
+-> [..., T, D]` (output t predicts z_{t+1} from frames t-k+1..t: teacher forcing along the
+axis before D) and `step(z [..., D], a [..., A]) -> [..., D]` (one transition from one frame).
+A Markov predictor (k = 1) treats every leading dim alike, so its `forward` is its `step`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import torch
 from torch import nn
 
 from world_models.config import WorldModelConfig
+from world_models.transformer import TransformerPredictor
 
 
 class MLPPredictor(nn.Module):
@@ -15,6 +22,8 @@ class MLPPredictor(nn.Module):
     capacity on how actions move the latent. Works on any leading dims:
     `z [..., D]`, `a [..., A] -> [..., D]`.
     """
+
+    history = 1  # Markov: the next latent depends on this frame alone
 
     def __init__(self, latent_dim: int, action_dim: int, hidden: int = 512, layers: int = 3,
                  action_embed: int = 64):
@@ -39,6 +48,18 @@ class MLPPredictor(nn.Module):
         h = torch.cat([self.norm(z), self.action_embed(a.to(z.dtype))], dim=-1)
         return z + self.mlp(h)
 
+    def step(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self(z, a)
+
+    @classmethod
+    def from_config(cls, cfg: dict, latent_dim: int, action_dim: int) -> "MLPPredictor":
+        if cfg["history"] != 1:
+            raise ValueError(f"world_model.history={cfg['history']}: the mlp predictor is Markov (history 1); "
+                             "a longer context needs world_model.name=transformer")
+        return cls(latent_dim, action_dim, hidden=cfg["hidden"], layers=cfg["layers"],
+                   action_embed=cfg["action_embed"])
+
 
 # name -> (predictor class, config class): the shape of every component table (planners.PLANNERS).
-PREDICTORS = {"mlp": (MLPPredictor, WorldModelConfig)}
+# Both read the one WorldModelConfig: the training stage builds it whatever the name.
+PREDICTORS = {"mlp": (MLPPredictor, WorldModelConfig), "transformer": (TransformerPredictor, WorldModelConfig)}

@@ -36,9 +36,9 @@ def test_unknown_key_lists_valid_keys():
 
 
 @pytest.mark.parametrize("item, message", [
-    ("env=three_rooms", "unknown env 'three_rooms'; registered env names: pointmaze_medium, pointmaze_umaze, two_rooms, tworoom"),
+    ("env=three_rooms", "unknown env 'three_rooms'; registered env names: pointmaze_medium, pointmaze_umaze, pusht, two_rooms, tworoom"),
     ("encoder=resnet", "unknown encoder 'resnet'; registered encoder names: vit"),
-    ("world_model=rnn", "unknown world_model 'rnn'; registered world_model names: mlp"),
+    ("world_model=rnn", "unknown world_model 'rnn'; registered world_model names: mlp, transformer"),
     ("world_model.name=rnn", "unknown world_model 'rnn'"),
 ])
 def test_unknown_component_lists_registered(item, message):

@@ -45,7 +45,7 @@ def tiny_world_model(frameskip=2):
     torch.nn.init.normal_(predictor.mlp[-1].weight)  # not the identity, so the round trip is meaningful
     meta = {"encoder": enc_cfg, "img_size": 16, "predictor": pred_cfg, "env": {"name": "two_rooms"},
             "env_action_low": [-1.0, -1.0], "env_action_high": [1.0, 1.0], "config": {}}
-    return WorldModel(encoder, predictor, latent_mean=torch.randn(16), latent_std=torch.rand(16) + 0.5,
+    return WorldModel(encoder, predictor, latent_mean=torch.randn(16), latent_proj=torch.diag(1 / (torch.rand(16) + 0.5)),
                       action_mean=torch.zeros(2 * frameskip), action_std=torch.full((2 * frameskip,), 0.5),
                       env_action_low=torch.tensor([-1.0, -1.0]), env_action_high=torch.tensor([1.0, 1.0]),
                       frameskip=frameskip, meta=meta)
