@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from planners.base import Planner, PlannerConfig, PlanResult, WorldModel
+from planners.base import HistoryWorldModel, Planner, PlannerConfig, PlanResult, WorldModel, model_history
 from planners.cem import CEMConfig, CEMPlanner
 from planners.gd import GDConfig, GDPlanner
 from planners.grasp import GRASPConfig, GRASPPlanner
@@ -38,7 +38,8 @@ def build_planner(name: str, **overrides) -> Planner:
 
 
 __all__ = [
-    "PLANNERS", "build_planner", "Planner", "PlannerConfig", "PlanResult", "WorldModel", "Objective",
+    "PLANNERS", "build_planner", "Planner", "PlannerConfig", "PlanResult", "WorldModel", "HistoryWorldModel",
+    "model_history", "Objective",
     "CEMPlanner", "CEMConfig", "MPPIPlanner", "MPPIConfig", "GDPlanner", "GDConfig",
     "GRASPPlanner", "GRASPConfig", "LatCoPlanner", "LatCoConfig",
 ]

@@ -68,12 +68,19 @@ def sample_actions(mean: torch.Tensor, std: torch.Tensor, samples: int, low: tor
 
 
 def score_samples(wm: WorldModel, objective: Objective, z0: torch.Tensor, goal: torch.Tensor,
-                  actions: torch.Tensor) -> torch.Tensor:
-    """z0, goal [B, *S], actions [B, K, H, A] -> cost [B, K], all B * K rollouts in one batch."""
+                  actions: torch.Tensor, past_z: torch.Tensor | None = None,
+                  past_a: torch.Tensor | None = None) -> torch.Tensor:
+    """z0, goal [B, *S], actions [B, K, H, A] -> cost [B, K], all B * K rollouts in one batch;
+    the context past_z [B, c, *S], past_a [B, c, A] (or None) is shared by an episode's samples."""
     batch, samples = actions.shape[:2]
-    z0 = z0.unsqueeze(1).expand(batch, samples, *z0.shape[1:]).flatten(0, 1)
-    goal = goal.unsqueeze(1).expand(batch, samples, *goal.shape[1:]).flatten(0, 1)
-    z = model_rollout(wm, z0, actions.flatten(0, 1))
+
+    def per_sample(x: torch.Tensor) -> torch.Tensor:  # [B, ...] -> [B * K, ...]
+        return x.unsqueeze(1).expand(batch, samples, *x.shape[1:]).flatten(0, 1)
+
+    z0, goal = per_sample(z0), per_sample(goal)
+    if past_z is not None:
+        past_z, past_a = per_sample(past_z), per_sample(past_a)
+    z = model_rollout(wm, z0, actions.flatten(0, 1), past_z, past_a)
     return objective(z, goal).view(batch, samples)
 
 
@@ -88,9 +95,11 @@ def elite_set(actions: torch.Tensor, cost: torch.Tensor, elites: int) -> tuple[t
 def cem_search(wm: WorldModel, objective: Objective, z0: torch.Tensor, goal: torch.Tensor,
                mean: torch.Tensor, std: torch.Tensor, low: torch.Tensor, high: torch.Tensor, *,
                samples: int, elites: int, iterations: int, generator: torch.Generator | None,
-               keep_mean: bool = True, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+               keep_mean: bool = True, clip: bool = True, past_z: torch.Tensor | None = None,
+               past_a: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Refit mean, std [B, H, A] to the elites `iterations` times; K = `samples` scored per
-    iteration, sample 0 the current mean if `keep_mean`, all clamped to the box if `clip`.
+    iteration, sample 0 the current mean if `keep_mean`, all clamped to the box if `clip`;
+    rollouts from the context past_z [B, c, *S], past_a [B, c, A] when given.
 
     -> (final mean [B, H, A], best sampled cost per iteration [iters, B]).
     """
@@ -98,7 +107,7 @@ def cem_search(wm: WorldModel, objective: Objective, z0: torch.Tensor, goal: tor
     for _ in range(iterations):
         # Sample and score
         actions = sample_actions(mean, std, samples, low, high, generator, keep_mean=keep_mean, clip=clip)
-        cost = score_samples(wm, objective, z0, goal, actions)
+        cost = score_samples(wm, objective, z0, goal, actions, past_z, past_a)
         # Refit to the elites
         elite, elite_cost = elite_set(actions, cost, elites)
         mean, std = elite.mean(1), elite.std(1, unbiased=False)
@@ -111,12 +120,12 @@ class CEMPlanner(Planner):
 
     config: CEMConfig
 
-    def search(self, wm, z0, goal, horizon, init, generator, low, high) -> Search:
+    def search(self, wm, z0, goal, horizon, init, generator, low, high, past_z=None, past_a=None) -> Search:
         cfg = self.config
         batch = z0.shape[0]
         mean = start_actions(init, batch, horizon, low, high)
         std = (cfg.std_init * (high - low) / 2).expand_as(mean)
         mean, trace = cem_search(wm, self.objective, z0, goal, mean, std, low, high, samples=cfg.samples,
                                  elites=cfg.elites, iterations=cfg.iterations, generator=generator,
-                                 keep_mean=cfg.keep_mean, clip=cfg.clip_samples)
+                                 keep_mean=cfg.keep_mean, clip=cfg.clip_samples, past_z=past_z, past_a=past_a)
         return Search(actions=mean, cost_trace=trace, transitions=cfg.iterations * cfg.samples * batch * horizon)

@@ -35,9 +35,12 @@ class GDConfig(PlannerConfig):
 
 def gd_descend(wm: WorldModel, objective: Objective, z0: torch.Tensor, goal: torch.Tensor,
                actions: torch.Tensor, low: torch.Tensor | None, high: torch.Tensor | None, *, steps: int,
-               lr: float, noise: float = 0.0,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`steps` Adam steps on actions [B, H, A] against `objective(rollout(z0, actions), goal)`.
+               lr: float, noise: float = 0.0, generator: torch.Generator | None = None,
+               past_z: torch.Tensor | None = None,
+               past_a: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`steps` Adam steps on actions [B, H, A] against `objective(rollout(z0, actions), goal)`,
+    the rollout from the context past_z [B, c, *S], past_a [B, c, A] when given (fixed: only
+    the actions are optimised).
 
     Actions are clamped to [low, high] after each step, or left unclipped when the box is None
     (DINO-WM's GD; GRASP's sync as its authors run it).
@@ -48,7 +51,7 @@ def gd_descend(wm: WorldModel, objective: Objective, z0: torch.Tensor, goal: tor
     trace = []
     with torch.enable_grad():
         for _ in range(steps):
-            cost = objective(model_rollout(wm, z0, actions), goal)  # [B]
+            cost = objective(model_rollout(wm, z0, actions, past_z, past_a), goal)  # [B]
             optimiser.zero_grad(set_to_none=True)
             cost.sum().backward()  # episodes are independent: each gets its own gradient
             optimiser.step()
@@ -66,10 +69,11 @@ class GDPlanner(Planner):
 
     config: GDConfig
 
-    def search(self, wm, z0, goal, horizon, init, generator, low, high) -> Search:
+    def search(self, wm, z0, goal, horizon, init, generator, low, high, past_z=None, past_a=None) -> Search:
         cfg = self.config
         actions = start_actions(init, z0.shape[0], horizon, low, high)
         box = (low, high) if cfg.clip_actions else (None, None)
         actions, trace = gd_descend(wm, self.objective, z0, goal, actions, *box, steps=cfg.iterations,
-                                    lr=cfg.lr, noise=cfg.action_noise, generator=generator)
+                                    lr=cfg.lr, noise=cfg.action_noise, generator=generator, past_z=past_z,
+                                    past_a=past_a)
         return Search(actions=actions, cost_trace=trace, transitions=cfg.iterations * z0.shape[0] * horizon)

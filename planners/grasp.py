@@ -13,6 +13,17 @@ off-manifold step can make F jump to g). The dense goal term removes the trivial
 `wm.step` call on [B, T] leading dims; the loss is summed over episodes, and Adam acts
 element by element, so each episode gets exactly the update it would get planned alone.
 
+A world model with history k > 1 reads F(s_{t-k+1..t}, a_{t-k+1..t}): the T transitions are
+then one `wm.step_sequence` call on the trajectory (observed context, s_0, .., s_{T-1}), each
+with its own k-frame window, the first ones reaching into the context (`Planner.plan`'s
+past_z, past_a: the observed frames before z0 and the actions executed there). The sg covers
+every state input of a window, the context latents included (they are data anyway). Actions
+keep their gradient wherever they enter F: a_t conditions transition t and, as context, the
+k - 1 after it, as it does in the true rollout, so dL/da_t sums both. No extra stop-gradient:
+the sg exists for the adversarial dF/ds, and dF/da is the direction GRASP optimises along
+in every term. The rollouts (initial states, probes, syncs, the final cost) start from the
+same context. With k = 1 the context is ignored and every call is the Markov one.
+
 The update rule is the authors' (`michael-psenka/le-wm-grasp`, described step by step in
 reference/grasp.md), and `GRASPConfig`'s defaults are their code defaults:
 1. one Adam over two groups, states at `lr_states` (0.1), actions at `lr_actions` (0.01);
@@ -47,8 +58,8 @@ from dataclasses import dataclass
 
 import torch
 
-from planners.base import (Planner, PlannerConfig, Search, WorldModel, check_choice, check_elites, model_rollout,
-                           model_step, randn, start_actions)
+from planners.base import (Planner, PlannerConfig, Search, WorldModel, check_choice, check_elites, model_history,
+                           model_rollout, model_step, model_step_sequence, randn, start_actions)
 from planners.cem import cem_search, elite_set, score_samples
 from planners.gd import gd_descend
 from planners.objective import Objective
@@ -116,21 +127,23 @@ class GRASPPlanner(Planner):
         self.sync_objective = Objective("l2", "last") if config.sync_cost == "last" else self.objective
         self.terms = torch.compile(self.lifted_terms, dynamic=False) if config.compile else self.lifted_terms
 
-    def search(self, wm, z0, goal, horizon, init, generator, low, high) -> Search:
+    def search(self, wm, z0, goal, horizon, init, generator, low, high, past_z=None, past_a=None) -> Search:
         cfg = self.config
         batch = z0.shape[0]
+        context = {"past_z": past_z, "past_a": past_a}
         actions = start_actions(init, batch, horizon, low, high)
-        states = self.initial_states(wm, z0, goal, actions, generator)
+        states = self.initial_states(wm, z0, goal, actions, generator, **context)
         actions.requires_grad_(True)
         states.requires_grad_(True)
         optimiser = self.optimiser(states, actions)
         noise = torch.empty_like(states)
         trace, defects = [], []
         probes = {"probe_iteration": [], "shooting_cost": [], "synced_cost": [], "rollout_gap": []}
-        rollouts = (cfg.state_init == "rollout") + self.probe(probes, 0, wm, z0, goal, states, actions)
+        rollouts = (cfg.state_init == "rollout") + self.probe(probes, 0, wm, z0, goal, states, actions, **context)
         with torch.enable_grad():
             for k in range(cfg.iterations):
-                loss, defect = self.lifted_step(wm, z0, goal, states, actions, optimiser, noise, generator, low, high)
+                loss, defect = self.lifted_step(wm, z0, goal, states, actions, optimiser, noise, generator, low, high,
+                                                **context)
                 trace.append(loss)
                 defects.append(defect)
 
@@ -138,29 +151,33 @@ class GRASPPlanner(Planner):
                 if (k + 1) % cfg.sync_every == 0 or k + 1 == cfg.iterations:
                     sync = cfg.sync != "none" and (k + 1) % cfg.sync_every == 0 and k > 0
                     rollouts += self.probe(probes, k + 1, wm, z0, goal, states, actions, generator,
-                                           low, high, sync=sync)
+                                           low, high, sync=sync, **context)
                     if sync:
                         optimiser = self.optimiser(states, actions)  # fresh moments, as the authors restart Adam
 
         diagnostics = {"defect": torch.stack(defects),
                        "probe_iteration": torch.tensor(probes.pop("probe_iteration"))}
         diagnostics.update({key: torch.stack(values) for key, values in probes.items()})
-        transitions = batch * horizon * (cfg.iterations + rollouts)
+        # A lifted step evaluates the T transitions and, for k > 1, the c context frames' windows it drops
+        lifted = horizon + (past_z.shape[1] if past_z is not None and model_history(wm) > 1 else 0)
+        transitions = batch * (cfg.iterations * lifted + rollouts * horizon)
         return Search(actions=actions.detach(), cost_trace=torch.stack(trace), transitions=transitions,
                       states=states.detach(), diagnostics=diagnostics)
 
     # -- pieces, public for tests, ablations and benchmarks/bench_grasp_iteration.py -----------
     def lifted_step(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, states: torch.Tensor,
                     actions: torch.Tensor, optimiser: torch.optim.Optimizer, noise: torch.Tensor,
-                    generator: torch.Generator | None, low: torch.Tensor,
-                    high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                    generator: torch.Generator | None, low: torch.Tensor, high: torch.Tensor,
+                    past_z: torch.Tensor | None = None,
+                    past_a: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One iteration on states [B, T - 1, *S] and actions [B, T, A] in place: every transition
-        at once, one Adam step, then noise on the states (into the buffer `noise`).
+        at once (after the context past_z [B, c, *S], past_a [B, c, A] when given), one Adam
+        step, then noise on the states (into the buffer `noise`).
 
         -> (lifted loss [B], dynamics defect [B]) before the step, detached.
         """
         cfg = self.config
-        defect, goal_term = self.terms(wm, z0, goal, states, actions)  # [B], [B]
+        defect, goal_term = self.terms(wm, z0, goal, states, actions, past_z, past_a)  # [B], [B]
         loss = defect + cfg.gamma * goal_term
         optimiser.zero_grad(set_to_none=True)
         loss.sum().backward()  # episodes are independent: each gets its own gradient
@@ -178,8 +195,10 @@ class GRASPPlanner(Planner):
                                  {"params": [actions], "lr": self.config.lr_actions}], foreach=True)
 
     def initial_states(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor,
-                       generator: torch.Generator | None) -> torch.Tensor:
-        """Lifted states s_1..s_{T-1} [B, T - 1, *S] before the first step (T = actions.shape[1])."""
+                       generator: torch.Generator | None, past_z: torch.Tensor | None = None,
+                       past_a: torch.Tensor | None = None) -> torch.Tensor:
+        """Lifted states s_1..s_{T-1} [B, T - 1, *S] before the first step (T = actions.shape[1]);
+        `state_init="rollout"` rolls out from the context past_z [B, c, *S], past_a [B, c, A] when given."""
         cfg = self.config
         horizon = actions.shape[1]
         shape = (z0.shape[0], horizon - 1, *z0.shape[1:])
@@ -189,7 +208,7 @@ class GRASPPlanner(Planner):
             states = z0.unsqueeze(1) + frac * (goal - z0).unsqueeze(1)
         elif cfg.state_init == "rollout":
             with torch.no_grad():
-                states = model_rollout(wm, z0, actions)[:, :-1]
+                states = model_rollout(wm, z0, actions, past_z, past_a)[:, :-1]
         else:
             states = torch.zeros(shape, device=z0.device)
         if cfg.init_noise > 0:
@@ -197,32 +216,45 @@ class GRASPPlanner(Planner):
         return states.contiguous()
 
     def lifted_terms(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, states: torch.Tensor,
-                     actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z0, goal [B, *S], states [B, T - 1, *S], actions [B, T, A] -> (dynamics defect [B], goal term [B]).
+                     actions: torch.Tensor, past_z: torch.Tensor | None = None,
+                     past_a: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """z0, goal [B, *S], states [B, T - 1, *S], actions [B, T, A], optional context past_z
+        [B, c, *S], past_a [B, c, A] -> (dynamics defect [B], goal term [B]).
 
-        One `wm.step` call on [B, T] leading dims evaluates every transition.
+        One batched call evaluates every transition: `wm.step` on [B, T] leading dims for a
+        Markov model (the context ignored); for history k > 1, `wm.step_sequence` on
+        (context, s_0..s_{T-1}), transition t reading its k-frame window (module docstring).
         """
-        inputs = torch.cat([z0.unsqueeze(1), states], dim=1)  # s_0..s_{T-1}
+        history = model_history(wm)
+        context = [past_z] if past_z is not None and history > 1 else []
+        inputs = torch.cat([*context, z0.unsqueeze(1), states], dim=1)  # (context,) s_0..s_{T-1}
         if self.config.stop_grad:
-            inputs = inputs.detach()  # sg: no gradient through F's state input
-        pred = model_step(wm, inputs, actions)  # F(s_t, a_t), [B, T, *S]
+            inputs = inputs.detach()  # sg: no gradient through F's state inputs, a window's earlier frames included
+        if history == 1:
+            pred = model_step(wm, inputs, actions)  # F(s_t, a_t), [B, T, *S]
+        else:  # actions keep their gradient in every window they enter: a_t also conditions t + 1..t + k - 1
+            seq_actions = torch.cat([past_a, actions], dim=1) if context else actions
+            pred = model_step_sequence(wm, inputs, seq_actions)[:, inputs.shape[1] - actions.shape[1]:]  # [B, T, *S]
         targets = torch.cat([states, goal.unsqueeze(1)], dim=1)  # s_1..s_T; g is fixed, s_{t+1} keeps its gradient
         defect = (pred - targets).pow(2).flatten(2).mean(-1).sum(-1)
         return defect, self.goal_objective(pred, goal)
 
     def lifted_loss(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, states: torch.Tensor,
-                    actions: torch.Tensor) -> torch.Tensor:
+                    actions: torch.Tensor, past_z: torch.Tensor | None = None,
+                    past_a: torch.Tensor | None = None) -> torch.Tensor:
         """L per episode [B] (see `lifted_terms` for the shapes)."""
-        defect, goal_term = self.lifted_terms(wm, z0, goal, states, actions)
+        defect, goal_term = self.lifted_terms(wm, z0, goal, states, actions, past_z, past_a)
         return defect + self.config.gamma * goal_term
 
     @torch.no_grad()
     def probe(self, probes: dict, iteration: int, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor,
               states: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None,
-              low: torch.Tensor | None = None, high: torch.Tensor | None = None, sync: bool = False) -> int:
-        """Record the rollout of the current actions; with `sync`, refine the actions in place
-        (and reset the states when `reset_states`). -> the number of [B, T] rollouts spent."""
-        rolled = model_rollout(wm, z0, actions)  # z_1..z_T
+              low: torch.Tensor | None = None, high: torch.Tensor | None = None, sync: bool = False,
+              past_z: torch.Tensor | None = None, past_a: torch.Tensor | None = None) -> int:
+        """Record the rollout of the current actions (from the context past_z [B, c, *S], past_a
+        [B, c, A] when given); with `sync`, refine the actions in place (and reset the states
+        when `reset_states`). -> the number of [B, T] rollouts spent."""
+        rolled = model_rollout(wm, z0, actions, past_z, past_a)  # z_1..z_T
         cost = self.objective(rolled, goal)
         probes["probe_iteration"].append(iteration)
         probes["shooting_cost"].append(cost)
@@ -231,9 +263,10 @@ class GRASPPlanner(Planner):
         if not sync:
             probes["synced_cost"].append(cost)
             return 1
-        synced, spent = self.sync_actions(wm, z0, goal, states, actions.detach(), rolled, gap, low, high, generator)
+        synced, spent = self.sync_actions(wm, z0, goal, states, actions.detach(), rolled, gap, low, high, generator,
+                                          past_z, past_a)
         actions.copy_(synced)
-        rolled = model_rollout(wm, z0, actions)
+        rolled = model_rollout(wm, z0, actions, past_z, past_a)
         probes["synced_cost"].append(self.objective(rolled, goal))
         if self.config.reset_states:
             states.copy_(rolled[:, :-1])
@@ -241,16 +274,19 @@ class GRASPPlanner(Planner):
 
     def sync_actions(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, states: torch.Tensor,
                      actions: torch.Tensor, rolled: torch.Tensor, gap: torch.Tensor, low: torch.Tensor,
-                     high: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, int]:
-        """Refine actions [B, T, A] on the true rollout: `rolled` [B, T, *S] is the rollout of
-        `actions`, `gap` [B, T - 1] its mean squared gap to the virtual states per step.
+                     high: torch.Tensor, generator: torch.Generator | None, past_z: torch.Tensor | None = None,
+                     past_a: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+        """Refine actions [B, T, A] on the true rollout (from the context past_z, past_a when
+        given): `rolled` [B, T, *S] is the rollout of `actions`, `gap` [B, T - 1] its mean
+        squared gap to the virtual states per step.
 
         -> (actions [B, T, A], the number of [B, T] rollouts spent).
         """
         cfg = self.config
         if cfg.sync == "gd":
             box = (low, high) if cfg.clip_actions else (None, None)
-            synced, _ = gd_descend(wm, self.sync_objective, z0, goal, actions, *box, steps=cfg.sync_steps,
+            context = {"past_z": past_z, "past_a": past_a}
+            synced, _ = gd_descend(wm, self.sync_objective, z0, goal, actions, *box, **context, steps=cfg.sync_steps,
                                    lr=cfg.sync_lr)
             return synced, cfg.sync_steps
         if cfg.sync_spread == "output_gap":  # ours: std from the gap at s_1..s_T (g included), clipped samples
@@ -259,13 +295,16 @@ class GRASPPlanner(Planner):
             std = (gap + cfg.sync_var_min).unsqueeze(-1).expand_as(actions)
             synced, _ = cem_search(wm, self.sync_objective, z0, goal, actions, std, low, high,
                                    samples=cfg.sync_samples, elites=cfg.sync_elites, iterations=cfg.sync_steps,
-                                   generator=generator)
+                                   generator=generator, past_z=past_z, past_a=past_a)
             return synced, cfg.sync_steps * cfg.sync_samples
-        return self.cem_sync(wm, z0, goal, actions, rolled, gap, generator), cfg.sync_steps * cfg.sync_samples
+        synced = self.cem_sync(wm, z0, goal, actions, rolled, gap, generator, past_z, past_a)
+        return synced, cfg.sync_steps * cfg.sync_samples
 
     def cem_sync(self, wm: WorldModel, z0: torch.Tensor, goal: torch.Tensor, mean: torch.Tensor,
-                 rolled: torch.Tensor, gap: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """The authors' CEM sync: mean [B, T, A] -> refined mean [B, T, A].
+                 rolled: torch.Tensor, gap: torch.Tensor, generator: torch.Generator | None,
+                 past_z: torch.Tensor | None = None, past_a: torch.Tensor | None = None) -> torch.Tensor:
+        """The authors' CEM sync: mean [B, T, A] -> refined mean [B, T, A] (samples rolled out
+        from the context past_z [B, c, *S], past_a [B, c, A] when given).
 
         Action a_t's variance starts at the gap at its input state s_t (a_0, whose input z0 is
         exact, takes the mean gap; with T = 1, the final step's distance to g); it is shared
@@ -284,7 +323,7 @@ class GRASPPlanner(Planner):
             if cfg.sync_keep_mean:
                 noise[:, 0] = 0  # sample 0 is the mean itself: a sync never returns worse elites than it had
             samples = mean.unsqueeze(1) + var.sqrt().unsqueeze(1) * noise  # [B, K, T, A]
-            cost = score_samples(wm, self.sync_objective, z0, goal, samples)  # [B, K]
+            cost = score_samples(wm, self.sync_objective, z0, goal, samples, past_z, past_a)  # [B, K]
             # Refit to the elites: their mean, their variance averaged over action dims plus the floor
             elite, _ = elite_set(samples, cost, cfg.sync_elites)  # [B, E, T, A]
             mean = elite.mean(1)

@@ -83,7 +83,7 @@ class MPPIPlanner(Planner):
     config: MPPIConfig
 
     @torch.no_grad()
-    def search(self, wm, z0, goal, horizon, init, generator, low, high) -> Search:
+    def search(self, wm, z0, goal, horizon, init, generator, low, high, past_z=None, past_a=None) -> Search:
         cfg = self.config
         batch = z0.shape[0]
         half_width = (high - low) / 2
@@ -93,7 +93,7 @@ class MPPIPlanner(Planner):
         for _ in range(cfg.iterations):
             # Sample actions
             actions = sample_actions(mean, std, cfg.samples, low, high, generator, keep_mean=cfg.keep_mean)
-            cost = score_samples(wm, self.objective, z0, goal, actions)
+            cost = score_samples(wm, self.objective, z0, goal, actions, past_z, past_a)
             # Compute elite actions
             elite, elite_cost = elite_set(actions, cost, cfg.elites)  # best first
             # Update parameters

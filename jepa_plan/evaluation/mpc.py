@@ -3,6 +3,12 @@
 All N episodes advance together: one batched `planner.plan` per replan, one vectorised env
 step per env step. Host syncs happen between replans (to step the env), never inside a
 planner's iterations.
+
+A world model with history k > 1 predicts from its last k frames, so each replan also hands
+the planner the k - 1 observed latents before the current one, at model-step boundaries
+(every `frameskip` env steps), and the model actions executed between them (`past_z`,
+`past_a`; fewer early in an episode, none at its first plan). All episodes share one clock,
+so the context is one batched tensor per replan.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import torch
 
 from jepa_plan.envs.base import Env
 from jepa_plan.evaluation.goals import GoalSet
-from planners import PlanResult
+from planners import PlanResult, model_history
 
 NONFINITE = "world model returned NaN or inf"
 
@@ -79,6 +85,19 @@ def plan_diagnostics(result: PlanResult, keep: np.ndarray) -> dict[str, np.ndarr
             **{key: episode_mean(value) for key, value in result.diagnostics.items()}}
 
 
+def last(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The last n entries along dim 1 of x [N, m, ...] (all m when m <= n, none when n = 0)."""
+    return x[:, max(x.shape[1] - n, 0):]
+
+
+def encode_frames(wm, frames: list[np.ndarray], device: str | torch.device) -> torch.Tensor:
+    """Observations [N, H, W, 3] each (m of them) -> latents [N, m, *S], each frame encoded alone."""
+    clip = torch.from_numpy(np.stack(frames, axis=1)).to(device)  # [N, m, H, W, 3]
+    n, m = clip.shape[:2]
+    z = wm.encode(clip.flatten(0, 1).permute(0, 3, 1, 2)[:, None])[:, 0]  # [N * m, *S]
+    return z.unflatten(0, (n, m))
+
+
 def run_episodes(wm, planner, env: Env, goals: GoalSet, *, horizon: int, mode: str = "mpc", replan_every: int = 1,
                  max_steps: int = 60, device: str | torch.device = "cpu", seed: int = 0) -> EpisodeLog:
     """Plan and act in all episodes of `goals` at once, in any env of the batched protocol.
@@ -86,12 +105,13 @@ def run_episodes(wm, planner, env: Env, goals: GoalSet, *, horizon: int, mode: s
     mode "mpc": plan `horizon` model steps, execute the first `replan_every`, replan, until
     success or `max_steps` env steps. mode "open_loop": plan once, execute the whole plan
     (horizon * frameskip env steps). Episodes stop at success; an episode whose plan is not
-    finite is marked failed with the reason, and the others go on.
+    finite is marked failed with the reason, and the others go on. With a history-k model each
+    plan gets the context of the last k - 1 model steps (module docstring).
     """
     if mode not in ("mpc", "open_loop"):
         raise ValueError(f"mode={mode!r}; valid: mpc, open_loop")
     check_bounds(episodes=len(goals), horizon=horizon, max_steps=max_steps, replan_every=replan_every)
-    n, skip = len(goals), wm.frameskip
+    n, skip, history = len(goals), wm.frameskip, model_history(wm)
     generator = torch.Generator(device=device).manual_seed(seed)
     goal_z = wm.encode(torch.from_numpy(goals.goal_frames).permute(0, 3, 1, 2)[:, None].to(device))[:, 0]
     budget = horizon * skip if mode == "open_loop" else max_steps
@@ -105,10 +125,20 @@ def run_episodes(wm, planner, env: Env, goals: GoalSet, *, horizon: int, mode: s
     model_cost = np.full(n, np.nan)
     replan_seconds, cost_traces, diagnostics, transitions = [], [], [], 0
     planning_seconds, warm, t = 0.0, None, 0
+    # History k > 1: latents at the last m <= k model-step boundaries [N, m, *S] (the current one
+    # last), the m - 1 model actions executed between them [N, m - 1, A], the env step of the last plan.
+    seen_z, done_a, planned_at = None, torch.zeros(n, 0, wm.action_dim, device=device), 0
     while t < budget and not (done | (failure != "")).all():
         # Plan for every episode (finished ones ride along; batching beats masking here).
         z0 = wm.encode(torch.from_numpy(frames[-1]).permute(0, 3, 1, 2)[:, None].to(device))[:, 0]
-        result = planner.plan(wm, z0, goal_z, horizon, init=warm, generator=generator)
+        context = {}
+        if history > 1:  # the frames passed at model-step boundaries since the last plan, then z0
+            between = [frames[i] for i in range(planned_at + skip, t, skip)][-(history - 1):]
+            new = torch.cat([encode_frames(wm, between, device), z0[:, None]], 1) if between else z0[:, None]
+            seen_z = last(new if seen_z is None else torch.cat([seen_z, new], 1), history)
+            context = {"past_z": seen_z[:, :-1], "past_a": done_a}
+        planned_at = t
+        result = planner.plan(wm, z0, goal_z, horizon, init=warm, generator=generator, **context)
         planning_seconds += result.seconds
         replan_seconds.append(result.seconds)
         transitions += result.transitions
@@ -136,6 +166,9 @@ def run_episodes(wm, planner, env: Env, goals: GoalSet, *, horizon: int, mode: s
             done |= reached
             success_step[reached] = t
             seconds_to_success[reached] = planning_seconds
+        if history > 1:  # the model actions just executed join the context (whole model steps only)
+            executed = torch.nan_to_num(actions[:, :(t - planned_at) // skip]).to(done_a.dtype)
+            done_a = last(torch.cat([done_a, executed], 1), history - 1)
         # Warm start: the rest of the plan, shifted, its tail repeated (GRASP / CEM under MPC).
         warm = torch.cat([actions[:, execute:], actions[:, -1:].expand(-1, min(execute, horizon), -1)], dim=1)
         warm = torch.nan_to_num(warm)[:, :horizon]

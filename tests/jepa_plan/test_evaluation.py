@@ -14,7 +14,7 @@ from jepa_plan.evaluation.mpc import NONFINITE, run_episodes
 from jepa_plan.evaluation.report import (DIAGNOSTIC_COLUMNS, diagnostics_summary, format_table, plot_costs,
                                          rise_between_probes, summarize, wilson_interval, write_episodes_csv,
                                          write_gifs)
-from planners import build_planner
+from planners import PlanResult, build_planner
 from world_models.world_model import rollout_steps
 
 CFG = TwoRoomsConfig(resolution=32)
@@ -98,6 +98,86 @@ def test_nonfinite_world_model_fails_those_episodes_and_the_run_goes_on():
     assert (log.failure[right] == NONFINITE).all() and not log.success[right].any()
     assert (log.failure[~right] == "").all() and log.success[~right].all()
     assert summarize(log)["failures"] == {NONFINITE: int(right.sum())}
+
+
+class HistoryOracle(torch.nn.Module):
+    """The oracle read as a history-k model (it ignores the context), recording the context
+    length of every rollout it is asked for."""
+
+    def __init__(self, history: int, frameskip: int = 2):
+        super().__init__()
+        self.inner, self.history, self.contexts = TwoRoomsOracle(CFG, frameskip=frameskip), history, []
+        self.frameskip, self.action_low, self.action_high = frameskip, self.inner.action_low, self.inner.action_high
+        self.action_dim = self.inner.action_dim
+
+    def encode(self, frames):
+        return self.inner.encode(frames)
+
+    def env_actions(self, a):
+        return self.inner.env_actions(a)
+
+    def step(self, z, a, past_z=None, past_a=None):
+        return self.inner.step(z, a)
+
+    def rollout(self, z0, actions, past_z=None, past_a=None):
+        self.contexts.append(0 if past_z is None else past_z.shape[1])
+        return self.inner.rollout(z0, actions)
+
+    def step_sequence(self, z, a):
+        return self.inner.step(z, a)
+
+
+class ScriptedPlanner:
+    """Plans distinct small actions whose signs alternate (the agents barely move, no episode
+    ends), and records what each replan was handed."""
+
+    def __init__(self):
+        self.calls = []
+
+    def plan(self, wm, z0, goal, horizon, init=None, generator=None, past_z=None, past_a=None):
+        n, i = z0.shape[0], len(self.calls)
+        step = torch.arange(horizon, dtype=torch.float32)
+        value = (0.1 + 0.01 * (i * horizon + step)) * (-1) ** step  # [H]
+        scale = torch.linspace(1, 2, n)[:, None, None] * torch.linspace(0.5, 1.0, wm.action_dim)  # [N, 1, A]
+        actions = scale * value[None, :, None]  # [N, H, A]
+        self.calls.append({"z0": z0, "past_z": past_z, "past_a": past_a, "actions": actions})
+        return PlanResult(actions=actions, cost=torch.zeros(n), cost_trace=torch.zeros(1, n), transitions=1,
+                          seconds=1e-3)
+
+
+@pytest.mark.parametrize("history,replan_every", [(2, 1), (3, 1), (3, 2), (4, 3)])
+def test_mpc_hands_a_history_model_the_observed_latents_and_executed_actions(history, replan_every):
+    goals = make_goals("same_room", ENV, 3, np.random.default_rng(4))
+    wm, planner = HistoryOracle(history, frameskip=2), ScriptedPlanner()
+    log = run_episodes(wm, planner, ENV, goals, horizon=3, replan_every=replan_every, max_steps=24)
+    assert not log.success.any() and log.frames.shape[1] == 25
+    skip = wm.frameskip
+
+    def latents(steps):  # the latents of the frames at these env steps [N, len, 2]
+        frames = torch.from_numpy(log.frames[:, steps]).permute(0, 1, 4, 2, 3)
+        return wm.encode(frames)
+
+    assert len(planner.calls) == 24 // (skip * replan_every)
+    for i, call in enumerate(planner.calls):
+        t = i * replan_every * skip  # env steps before this replan
+        executed = torch.cat([c["actions"][:, :replan_every] for c in planner.calls[:i]], 1) if i else None
+        c = min(history - 1, i * replan_every)  # frames of context: model steps so far, at most k - 1
+        assert torch.equal(call["z0"], latents([t])[:, 0])
+        assert call["past_z"].shape == (3, c, 2) and call["past_a"].shape == (3, c, wm.action_dim)
+        if c:
+            assert torch.equal(call["past_a"], executed[:, -c:])  # the model actions executed, oldest first
+            assert torch.equal(call["past_z"], latents([t - j * skip for j in range(c, 0, -1)]))
+
+
+def test_mpc_with_a_history_model_and_a_real_planner():
+    goals = make_goals("same_room", ENV, 4, np.random.default_rng(1))
+    wm = HistoryOracle(3, frameskip=2)
+    log = run_episodes(wm, build_planner("cem", samples=64, iterations=5, elites=8), ENV, goals, horizon=5,
+                       max_steps=40)
+    assert log.success.all()
+    per_plan = 5 + 1  # CEM's iterations and the final cost
+    assert wm.contexts[:per_plan] == [0] * per_plan  # the first plan has no context (none is passed on)
+    assert wm.contexts[per_plan:2 * per_plan] == [1] * per_plan and set(wm.contexts[2 * per_plan:]) == {2}
 
 
 def test_wilson_interval_and_reports(tmp_path):
