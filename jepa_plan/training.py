@@ -24,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
@@ -39,7 +40,7 @@ from jepa_plan.data import open_source
 from jepa_plan.data.datamodule import ClipDataModule
 from jepa_plan.data.episodes import check_env, read_manifest
 from jepa_plan.data.source import DatasetError, DataSource
-from jepa_plan.envs import MissingExtra
+from jepa_plan.envs import ENVS, Env, MissingExtra
 from jepa_plan.wandb_dirs import fallback_to_offline, keep_wandb_files_in, usable_wandb_mode
 from world_models import WorldModel
 from world_models.diagnostics import readiness_table
@@ -291,6 +292,7 @@ def train_world_model(cfg: DictConfig, dm: ClipDataModule, out: Path) -> dict:
     if wm_cfg["nuisance_ratio"] > 0:
         log(f"latent basis: {proj.shape[1]} of {proj.shape[0]} directions spread over the data at least "
             f"{wm_cfg['nuisance_ratio']:g}x what codec-like noise moves them (ratios {ratios[0]:.0f} .. {ratios[-1]:.1f})")
+    names = probe_features(dm.store, raw)
     skip = cfg.data.frameskip
     stats = {
         "latent_mean": mean,
@@ -323,7 +325,7 @@ def train_world_model(cfg: DictConfig, dm: ClipDataModule, out: Path) -> dict:
                         env_action_low=torch.tensor(meta["env_action_low"]),
                         env_action_high=torch.tensor(meta["env_action_high"]), **stats)
         wm.save(out / "world_model.pt")
-        result = write_diagnostics(module, out)
+        result = write_diagnostics(module, out, names)
     trainer.strategy.barrier()
     return result
 
@@ -336,13 +338,28 @@ def action_box(dm: ClipDataModule) -> tuple[list[float], list[float]]:
     return dm.action_low.tolist(), dm.action_high.tolist()
 
 
-def write_diagnostics(module: WorldModelModule, out: Path) -> dict:
+def probe_features(store: DataSource, raw: dict) -> list[str]:
+    """Replace the cached splits' states by what the readiness probe should read (the recorded
+    env's `probe_features`, e.g. an angle as sine and cosine); -> the probe dims' names. Data
+    that names no registered env keeps its states."""
+    recorded = (getattr(store, "env", None) or {}).get("name")
+    env_class = ENVS[recorded][0] if recorded in ENVS else Env
+    names: list[str] = []
+    for split in ("train", "val"):
+        states = raw[split]["states"]
+        if states.shape[-1]:
+            features, names = env_class.probe_features(states.numpy())
+            raw[split]["states"] = torch.as_tensor(np.ascontiguousarray(features), dtype=torch.float32)
+    return names
+
+
+def write_diagnostics(module: WorldModelModule, out: Path, names: list[str]) -> dict:
     readiness = module.readiness()
     enc_file = out / "encoder_metrics.json"
     encoder_metrics = json.loads(enc_file.read_text()) if enc_file.exists() else {}
-    result = {"planning_readiness": readiness, "encoder": encoder_metrics}
+    result = {"planning_readiness": readiness, "probe_features": names, "encoder": encoder_metrics}
     (out / "diagnostics.json").write_text(json.dumps(result, indent=2))
-    log("planning readiness on held-out episodes:\n" + readiness_table(readiness))
+    log("planning readiness on held-out episodes:\n" + readiness_table(readiness, names))
     if encoder_metrics:
         log("encoder (collapse indicators, last validation): "
             + ", ".join(f"{k}={v:.3f}" for k, v in sorted(encoder_metrics.items())))

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from helpers import tiny_overrides
-from jepa_plan.benchmark import run
+from jepa_plan.benchmark import load_recipe, plan_overrides, run, train_overrides
+from jepa_plan.config import CONFIG_DIR, PlanConfig, load_config, to_container
 from jepa_plan.config import ConfigError
 
 FAST_PLAN = ["plan.episodes=2", "plan.planners=[cem,grasp]", "plan.planner.cem.samples=16",
@@ -44,3 +45,19 @@ def test_benchmark_errors_name_the_input():
         run(["env=two_rooms", "size=huge"])
     with pytest.raises(ConfigError, match="unknown benchmark key 'episodes'"):
         run(["env=two_rooms", "episodes=3"])
+
+
+@pytest.mark.parametrize("env", sorted(p.stem for p in (CONFIG_DIR / "benchmark").glob("*.yaml")))
+@pytest.mark.parametrize("size", ["tiny", "full"])
+def test_every_recipe_resolves_to_valid_train_and_plan_configs(env, size, tmp_path):
+    # A typo in a recipe (a key, a group option, a planner setting) fails here, not an hour into a run.
+    recipe = load_recipe(env)
+    args = {"env": env, "size": size, "train": [], "plan": []}
+    train_cfg = load_config(train_overrides(args, recipe, tmp_path))
+    assert train_cfg.env.name == env
+    env_cfg = {k: v for k, v in to_container(train_cfg.env).items()}
+    for protocol in recipe["protocols"]:
+        plan_cfg = load_config(plan_overrides(args, protocol, tmp_path, tmp_path / "wm.pt", env_cfg),
+                               preset="plan", schema=PlanConfig, groups=("env",))
+        assert plan_cfg.env.resolution == train_cfg.env.resolution
+        assert set(protocol["plan"]["planners"]) <= set(plan_cfg.planners)

@@ -33,6 +33,7 @@ def test_two_stage_train_writes_a_loadable_world_model(tmp_path):
     assert set(result["planning_readiness"]) == set(diag["planning_readiness"])
     assert {"rollout_err_k3", "repeat_err_k3", "probe_r2", "dist_spearman", "probe_err_k1"} <= set(diag["planning_readiness"])
     assert {"val/target_std", "val/target_eff_rank"} <= set(diag["encoder"])
+    assert diag["probe_features"] == ["s0", "s1"]  # two_rooms: the probe reads the state as it is
 
     wm = WorldModel.from_checkpoint(out / "world_model.pt")
     frames = torch.from_numpy(np.load(tmp_path / "data" / "ep_000000" / "frames.npy")[:3]).permute(0, 3, 1, 2)

@@ -55,8 +55,8 @@ def planning_readiness(rollout, train_z: torch.Tensor, train_states: torch.Tenso
     return out
 
 
-def readiness_table(d: dict[str, float]) -> str:
-    """The diagnostics as a printable table."""
+def readiness_table(d: dict[str, float], names: list[str] | None = None) -> str:
+    """The diagnostics as a printable table; `names` label the probe's state dims (s0, s1, ...)."""
     horizon = sum(1 for k in d if k.startswith("rollout_err_k"))
     states = "probe_r2" in d
     lines = ["k  latent L1 model  repeat-last  " + ("| probe state err model  repeat-last" if states
@@ -71,5 +71,6 @@ def readiness_table(d: dict[str, float]) -> str:
     lines.append(f"probe R^2 (state): {d['probe_r2']:.3f}    latent/true distance rank corr: {d['dist_spearman']:.3f}")
     per_dim = [d[f"probe_r2_s{i}"] for i in range(sum(1 for k in d if k.startswith("probe_r2_s")))]
     if per_dim:
-        lines.append("probe R^2 per state dim: " + "  ".join(f"s{i} {r2:.3f}" for i, r2 in enumerate(per_dim)))
+        names = names if names and len(names) == len(per_dim) else [f"s{i}" for i in range(len(per_dim))]
+        lines.append("probe R^2 per state dim: " + "  ".join(f"{n} {r2:.3f}" for n, r2 in zip(names, per_dim)))
     return "\n".join(lines)

@@ -78,6 +78,15 @@ class Env:
         self.cfg = cfg
         self._goals: np.ndarray | None = None
 
+    # -- what the readiness probe reads ----------------------------------------------------
+    @classmethod
+    def probe_features(cls, states: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """States [N, S] -> (the quantities a linear probe should read off the latent [N, F],
+        their names). The state itself by default; an env whose state holds an angle gives its
+        sine and cosine, which a linear map can reach across the wrap. A class method: training
+        calls it on recorded states without building the env."""
+        return np.asarray(states), [f"s{i}" for i in range(np.shape(states)[-1])]
+
     # -- identity ------------------------------------------------------------------------
     @property
     def name(self) -> str:

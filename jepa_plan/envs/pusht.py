@@ -159,6 +159,13 @@ class PushTEnv(Env):
 
     state_dim = 7
 
+    @classmethod
+    def probe_features(cls, states: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """The agent's position, the block's pose with its angle as (sin, cos), the agent's velocity."""
+        states = np.asarray(states)
+        features = np.concatenate([states[..., AGENT_XY], block_pose_features(states), states[..., AGENT_VELOCITY]], axis=-1)
+        return features, ["agent_x", "agent_y", "block_x", "block_y", "block_sin", "block_cos", "agent_vx", "agent_vy"]
+
     def __init__(self, cfg: PushTConfig | None = None):
         cfg = cfg if cfg is not None else PushTConfig()
         super().__init__(cfg)

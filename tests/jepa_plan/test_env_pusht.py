@@ -206,3 +206,18 @@ def test_building_without_the_package_names_the_extra(monkeypatch, module):
     monkeypatch.setitem(sys.modules, module, None)  # import now fails
     with pytest.raises(MissingExtra, match=r"\.\[envs\]"):
         PushTEnv(PushTConfig())
+
+
+def test_probe_features_read_the_block_angle_across_the_wrap():
+    from world_models.diagnostics import readiness_table
+
+    a = np.array([[100, 200, 250, 260, np.pi - 1e-3, 1, 2], [100, 200, 250, 260, -np.pi + 1e-3, 1, 2]], dtype=np.float32)
+    features, names = PushTEnv.probe_features(a)
+    assert names == ["agent_x", "agent_y", "block_x", "block_y", "block_sin", "block_cos", "agent_vx", "agent_vy"]
+    assert features.shape == (2, 8)
+    assert np.abs(features[0] - features[1]).max() < 1e-2  # the same pose on both sides of the wrap
+    np.testing.assert_allclose(features[:, [0, 1, 2, 3, 6, 7]], a[:, [0, 1, 2, 3, 5, 6]])
+    # The readiness table labels the probe's per-dim R^2 with these names.
+    d = {"rollout_err_k1": 0.1, "repeat_err_k1": 0.2, "probe_err_k1": 1.0, "probe_repeat_err_k1": 2.0,
+         "probe_r2": 0.9, "dist_spearman": 0.8, **{f"probe_r2_s{i}": 0.5 + i / 100 for i in range(8)}}
+    assert "block_sin 0.540" in readiness_table(d, names)
