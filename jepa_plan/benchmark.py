@@ -144,7 +144,7 @@ def markdown(args: dict, recipe: dict, report: dict) -> str:
              f"- hardware: {report['hardware']}", ""]
     readiness = report["diagnostics"].get("planning_readiness")
     if readiness:
-        lines += ["Planning readiness on held-out episodes:", "", "```", readiness_table(readiness), "```", ""]
+        lines += ["Planning readiness on held-out episodes:", "", "```", readiness_table(readiness, report["diagnostics"].get("probe_features")), "```", ""]
     for proto in report["protocols"]:
         lines += [f"## {proto['name']}: {proto['source']}", "", f"Command: `{proto['command']}`", "",
                   f"Plan wall time: {proto['seconds'] / 60:.1f} min.", "",
@@ -175,7 +175,7 @@ def run(argv: list[str]) -> dict:
     coverage = {k: v for k, v in manifest["stats"].items() if isinstance(v, float) and k != "seconds"}
     log(f"data {train_cfg.data.dir}: " + ", ".join(f"{k} {v:.3g}" for k, v in coverage.items()))
     if diagnostics.get("planning_readiness"):
-        log("planning readiness on held-out episodes:\n" + readiness_table(diagnostics["planning_readiness"]))
+        log("planning readiness on held-out episodes:\n" + readiness_table(diagnostics["planning_readiness"], diagnostics.get("probe_features")))
 
     from jepa_plan.planning import run as plan_run
 
