@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from lightning import LightningModule
 from torch import nn
 
+from encoders.augment import CodecNoise, codec_noise
 from encoders.diagnostics import (
     RidgeProbe,
     distance_rank_correlation,
@@ -64,6 +65,14 @@ class EncoderConfig:
     inverse_dynamics: float = 1.0
     vicreg_var: float = 0.1
     vicreg_cov: float = 0.01
+    # Invariance to codec-like noise (encoders.augment), off by default: the pooled latent of
+    # `invariance_frames` noised frames regresses onto the clean frames' latents, in units of the
+    # batch's latent variance, from `invariance_start` (a fraction of the run) on. At 64 px it
+    # took the agent's motion out of the latent at every weight tried (0.1 to 1; docs/data.md);
+    # the world model's latent basis handles codec noise instead.
+    invariance: float = 0.0
+    invariance_start: float = 0.5
+    invariance_frames: int = 16
     diag_frames: int = 2048
 
     @classmethod
@@ -224,7 +233,18 @@ class VJEPAModule(LightningModule):
             # so train/id_loss stays meaningful and DDP sees every parameter used.
             id_loss = self._inverse_dynamics_loss(latents if id_weight > 0 else latents.detach(), actions)
         var, cov = vicreg_terms(latents.flatten(0, 1))
-        loss = jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov
+        inv_weight = cfg.invariance if self.global_step >= cfg.invariance_start * self.total_steps else 0.0
+        if cfg.invariance > 0:
+            # The clean latents are the target (detached); the batch variance that scales the term
+            # is not, so the term cannot be lowered by shrinking the latent's spread.
+            clean = latents.flatten(0, 1)
+            pick = frames.flatten(0, 1)[: cfg.invariance_frames, None]
+            perturbed = self.context_encoder.embed_frames(codec_noise(pick, CodecNoise()))[:, 0]
+            scale = clean.float().var(dim=0).clamp_min(1e-12)
+            inv = ((perturbed.float() - clean[: len(pick)].detach().float()).pow(2) / scale).mean()
+        else:
+            inv = latents.new_zeros(())
+        loss = jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov + inv_weight * inv
         backward = loss if id_weight > 0 or actions is None else loss + id_loss
         return {
             "loss": loss,
@@ -233,6 +253,7 @@ class VJEPAModule(LightningModule):
             "id_loss": id_loss,
             "vicreg_var": var,
             "vicreg_cov": cov,
+            "invariance": inv,
             "latents": latents,
             "target_tokens": target_tokens,
         }
@@ -241,7 +262,7 @@ class VJEPAModule(LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self._step(batch, self._mask_generator(0, batch_idx))
         self.log("train/loss", out["loss"], prog_bar=True)
-        for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov"):
+        for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov", "invariance"):
             self.log(f"train/{name}", out[name])
         return out["backward"]
 
@@ -258,7 +279,7 @@ class VJEPAModule(LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self._step(batch, self._mask_generator(1, batch_idx))
-        for name in ("loss", "jepa_loss", "id_loss"):
+        for name in ("loss", "jepa_loss", "id_loss", "invariance"):
             self.log(f"val/{name}", out[name], sync_dist=True)
         self._collect_diagnostics(batch, out, batch_idx)
 

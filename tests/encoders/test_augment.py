@@ -57,3 +57,28 @@ def test_bad_bounds_are_named(bad):
 def test_codec_noise_refuses_float_frames():
     with pytest.raises(ValueError, match="uint8"):
         codec_noise(torch.zeros(1, 3, 8, 8), CodecNoise())
+
+
+def test_invariance_term_trains_the_encoder_through_the_noised_frames_once_switched_on():
+    from dataclasses import asdict
+
+    from encoders import EncoderConfig, VJEPAModule
+
+    cfg = dict(dim=32, depth=1, heads=2, pred_dim=16, pred_depth=1, pred_heads=2, warmup_steps=1,
+               inverse_dynamics=0.0, vicreg_var=0.0, vicreg_cov=0.0, invariance_frames=4)
+    batch = {"frames": _frames(n=4, size=32), "actions": torch.randn(4, 1, 4)}
+    grads = {}
+    for weight, start in ((0.0, 0.0), (1.0, 0.0), (1.0, 0.5)):
+        torch.manual_seed(0)
+        module = VJEPAModule(asdict(EncoderConfig(**cfg, invariance=weight, invariance_start=start)), img_size=32,
+                             frameskip=2, action_dim=2, action_mean=[0.0, 0.0], action_std=[1.0, 1.0], max_steps=10)
+        out = module._step(batch, torch.Generator().manual_seed(0))  # global_step 0
+        module.zero_grad()
+        (out["loss"] - out["jepa_loss"]).backward()  # only the shaping terms
+        grad = module.context_encoder.patch_embed.weight.grad
+        grads[(weight, start)] = 0.0 if grad is None else grad.abs().max().item()
+        if weight:
+            assert out["invariance"].item() > 0  # measured (and logged) even before it is switched on
+    assert grads[(0.0, 0.0)] == 0.0
+    assert grads[(1.0, 0.0)] > 0
+    assert grads[(1.0, 0.5)] == 0.0  # step 0 of 10 is before invariance_start
