@@ -56,7 +56,9 @@ def perturbation_shifts(encoder, episodes: list, frames: int, noise, seed: int =
     per = max(1, -(-frames // max(len(episodes), 1)))
     shifts = []
     encoder = encoder.to(device).eval()
-    with torch.random.fork_rng(devices=[]):
+    device = torch.device(device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):  # seeded draws that leave the run's RNG as it was
         torch.manual_seed(seed)
         for ep in episodes:
             pick = np.unique(np.linspace(0, len(ep.frames) - 1, per).round().astype(int))
