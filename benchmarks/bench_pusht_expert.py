@@ -22,10 +22,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jepa_plan.config import script_args  # noqa: E402
 from jepa_plan.envs.pusht import BLOCK_ANGLE, BLOCK_XY, PushTConfig, PushTEnv, wrap_angle  # noqa: E402
 from jepa_plan.envs.pusht_policies import PushTExpert  # noqa: E402
 
@@ -52,11 +52,7 @@ def expert_rows(env: PushTEnv, episodes: int, steps: int, noise: float, seed: in
 
 
 def main(argv: list[str]) -> None:
-    given = OmegaConf.to_container(OmegaConf.from_dotlist(argv))
-    unknown = sorted(set(given) - set(DEFAULTS))
-    if unknown:
-        raise SystemExit(f"unknown arguments {unknown}; valid: {sorted(DEFAULTS)}")
-    cfg = {**DEFAULTS, **given}
+    cfg = script_args(argv, DEFAULTS)
     env = PushTEnv(PushTConfig())
     print(f"expert: {cfg['episodes']} random start/goal pairs, {cfg['steps']} steps")
     print("| action noise | swm success (end) | ever succeeded | block-only success (end) | final block error px | deg | ms per episode-step |")

@@ -26,8 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from omegaconf import OmegaConf  # noqa: E402
-
+from jepa_plan.config import script_args  # noqa: E402
 from jepa_plan.data import open_data_dir  # noqa: E402
 from world_models import WorldModel  # noqa: E402
 
@@ -41,11 +40,7 @@ def latents(model: WorldModel, frames: np.ndarray) -> torch.Tensor:
 
 
 def main(argv: list[str]) -> None:
-    given = OmegaConf.to_container(OmegaConf.from_dotlist(argv))
-    unknown = sorted(set(given) - set(DEFAULTS))
-    if unknown:
-        raise SystemExit(f"unknown arguments {unknown}; valid: {sorted(DEFAULTS)}")
-    cfg = {**DEFAULTS, **given}
+    cfg = script_args(argv, DEFAULTS)
     for key in ("checkpoint", "clean"):
         if not cfg[key]:
             raise SystemExit(f"codec_sensitivity needs {key}=...; see the module docstring")

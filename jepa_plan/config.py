@@ -240,3 +240,12 @@ def to_dataclass(cfg: DictConfig, cls: type) -> Any:
     """Instantiate a component's config dataclass from its (validated) node."""
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in to_container(cfg).items() if k in names})
+
+
+def script_args(argv: list[str], defaults: dict) -> dict:
+    """A script's `key=value` items over its `defaults`; an unknown key is named with the valid ones."""
+    given = OmegaConf.to_container(OmegaConf.from_dotlist(list(argv)))
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise SystemExit(f"unknown arguments {unknown}; valid: {sorted(defaults)}")
+    return {**defaults, **given}

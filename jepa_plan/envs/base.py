@@ -205,3 +205,41 @@ class Env:
 
     def _step(self, actions: np.ndarray, active: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+
+class EnvPerEpisode(Env):
+    """An Env stepping one simulator env per episode (stable-worldmodel's TwoRoom and PushT).
+
+    Subclasses build one env (`_make_env`), read states off a list of them (`_observe`), put
+    the episodes in place (`_reset`) and render (`_render`); the pool of envs grows on demand.
+    """
+
+    _envs: list
+    _n: int = 0
+
+    def _make_env(self):
+        raise NotImplementedError
+
+    @staticmethod
+    def _observe(envs: list) -> np.ndarray:
+        raise NotImplementedError
+
+    def _pool(self, envs: list, n: int) -> list:
+        """The first n envs of `envs`, making more as needed."""
+        envs.extend(self._make_env() for _ in range(n - len(envs)))
+        return envs[:n]
+
+    def _targets(self, start_states: np.ndarray) -> np.ndarray:
+        """The goal of each episode where one is known, else its start: the env needs a target."""
+        known = np.isfinite(self._goals).all(axis=1, keepdims=True)
+        return np.where(known, self._goals, start_states)
+
+    def _step(self, actions: np.ndarray, active: np.ndarray) -> np.ndarray:
+        for i in np.flatnonzero(active):
+            self._envs[i].step(actions[i])
+        return self._render(self.states())
+
+    def states(self) -> np.ndarray:
+        if self._goals is None:
+            raise RuntimeError(f"{self.name}: call reset() before states()")
+        return self._observe(self._envs[: self._n])

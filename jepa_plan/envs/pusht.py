@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jepa_plan.envs.base import Collected, Env, EnvConfig, require
+from jepa_plan.envs.base import Collected, EnvConfig, EnvPerEpisode, require
 
 ENV_ID = "swm/PushT-v1"
 STATE_FIELDS = ("agent_x", "agent_y", "block_x", "block_y", "block_angle", "agent_vx", "agent_vy")
@@ -154,7 +154,7 @@ def block_pose_features(states: np.ndarray) -> np.ndarray:
     return np.concatenate([states[..., BLOCK_XY], np.sin(angle)[..., None], np.cos(angle)[..., None]], axis=-1)
 
 
-class PushTEnv(Env):
+class PushTEnv(EnvPerEpisode):
     """N `swm/PushT-v1` episodes stepped together; states [N, 7] as in the module docstring."""
 
     state_dim = 7
@@ -215,11 +215,6 @@ class PushTEnv(Env):
             env.reset(seed=0)
         return env
 
-    def _pool(self, envs: list, n: int) -> list:
-        """The first n envs of `envs`, making more as needed."""
-        envs.extend(self._make_env() for _ in range(n - len(envs)))
-        return envs[:n]
-
     @staticmethod
     def _place(env, state: np.ndarray, goal: np.ndarray | None = None) -> None:
         """Put env's bodies in `state` [7] (block at rest) and its goal at `goal` [7].
@@ -240,22 +235,10 @@ class PushTEnv(Env):
 
     # -- the batched episode loop --------------------------------------------------------
     def _reset(self, start_states: np.ndarray) -> np.ndarray:
-        known = np.isfinite(self._goals).all(axis=1, keepdims=True)
-        goals = np.where(known, self._goals, start_states)  # the env needs a goal; unknown: the start
         self._n = len(start_states)
-        for env, state, goal in zip(self._pool(self._envs, self._n), start_states, goals):
+        for env, state, goal in zip(self._pool(self._envs, self._n), start_states, self._targets(start_states)):
             self._place(env, state, goal)
         return self._render(self.states())
-
-    def _step(self, actions: np.ndarray, active: np.ndarray) -> np.ndarray:
-        for i in np.flatnonzero(active):
-            self._envs[i].step(actions[i])
-        return self._render(self.states())
-
-    def states(self) -> np.ndarray:
-        if self._goals is None:
-            raise RuntimeError("pusht: call reset() before states()")
-        return self._observe(self._envs[: self._n])
 
     @staticmethod
     def _observe(envs: list) -> np.ndarray:

@@ -36,7 +36,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from jepa_plan.envs.base import Collected, Env, EnvConfig, require
+from jepa_plan.envs.base import Collected, EnvConfig, EnvPerEpisode, require
 
 ENV_ID = "swm/TwoRoom-v1"
 DOOR_MARGIN = 1.75  # px: TwoRoomEnv._apply_collisions lets a centre this far past the door's edge through
@@ -98,7 +98,7 @@ def _geometry(env) -> Geometry:
     )
 
 
-class SWMTwoRoomEnv(Env):
+class SWMTwoRoomEnv(EnvPerEpisode):
     """N `swm/TwoRoom-v1` episodes stepped together; states are agent centres [N, 2] in env pixels."""
 
     GOAL_SETS = ("door", "same_room")
@@ -167,11 +167,6 @@ class SWMTwoRoomEnv(Env):
         env._cache_params()
         return env
 
-    def _pool(self, envs: list, n: int) -> list:
-        """The first n envs of `envs`, making more as needed."""
-        envs.extend(self._make_env() for _ in range(n - len(envs)))
-        return envs[:n]
-
     def _place(self, envs: list, states: np.ndarray, targets: np.ndarray) -> None:
         """Put each env's agent at states [n, 2] and its target at targets [n, 2]."""
         for env, state, target in zip(envs, states, targets):
@@ -186,24 +181,12 @@ class SWMTwoRoomEnv(Env):
             raise ValueError(f"tworoom: start states {start_states[bad][:3].tolist()} are not reachable positions")
         # The env needs a target; give it the goal where one is known (its own distance and
         # `terminated` then agree with ours), else the start.
-        known = np.isfinite(self._goals).all(axis=1, keepdims=True)
-        targets = np.where(known, self._goals, start_states)
         self._n = len(start_states)
-        self._place(self._pool(self._envs, self._n), start_states, targets)
+        self._place(self._pool(self._envs, self._n), start_states, self._targets(start_states))
         return self._render(self.states())
-
-    def _step(self, actions: np.ndarray, active: np.ndarray) -> np.ndarray:
-        for i in np.flatnonzero(active):
-            self._envs[i].step(actions[i])
-        return self._render(self.states())
-
-    def states(self) -> np.ndarray:
-        if self._goals is None:
-            raise RuntimeError("tworoom: call reset() before states()")
-        return self._positions(self._envs[: self._n])
 
     @staticmethod
-    def _positions(envs: list) -> np.ndarray:
+    def _observe(envs: list) -> np.ndarray:
         return np.array([env.agent_position.numpy() for env in envs], dtype=np.float32).reshape(-1, 2)
 
     # -- stateless pieces ----------------------------------------------------------------
@@ -352,7 +335,7 @@ class SWMTwoRoomEnv(Env):
         actions = np.empty((n, steps, 2), dtype=np.float32)
         walk = np.clip(rng.normal(0.0, cfg.walk_std, size=(n, 2)), -1, 1).astype(np.float32)
         for t in range(steps):
-            state = states[:, t] = self._positions(envs)
+            state = states[:, t] = self._observe(envs)
             # Random walk: momentum on the previous walk action.
             noise = rng.normal(0.0, cfg.walk_std, size=(n, 2))
             walk = np.clip(cfg.walk_momentum * walk + np.sqrt(1 - cfg.walk_momentum**2) * noise, -1, 1)

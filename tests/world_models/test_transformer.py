@@ -6,12 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from encoders import VideoViT
 from planners import build_planner
 from world_models import CheckpointError, WorldModel
 from world_models.latents import LatentSplit, window_steps, windows
 from world_models.module import WorldModelModule
 from world_models.transformer import TransformerPredictor
+from test_world_model import tiny_world_model
 from world_models.world_model import build_predictor
 
 D, A = 6, 4  # latent and model action dims of the tiny models
@@ -28,16 +28,8 @@ def random_predictor(history: int, layers: int = 2, latent_dim: int = D, action_
 
 
 def transformer_world_model(history: int, frameskip: int = 2) -> WorldModel:
-    enc_cfg = {"patch_size": 8, "tubelet_size": 1, "dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0}
     pred_cfg = {"name": "transformer", "hidden": 16, "layers": 2, "action_embed": 8, "heads": 2, "history": history}
-    encoder = VideoViT(img_size=16, patch_size=8, dim=16, depth=1, heads=2, mlp_ratio=2.0)
-    predictor = random_predictor(history, latent_dim=16, action_dim=2 * frameskip)
-    meta = {"encoder": enc_cfg, "img_size": 16, "predictor": pred_cfg, "env": {"name": "two_rooms"},
-            "env_action_low": [-1.0, -1.0], "env_action_high": [1.0, 1.0], "config": {}}
-    return WorldModel(encoder, predictor, latent_mean=torch.randn(16), latent_proj=torch.diag(1 / (torch.rand(16) + 0.5)),
-                      action_mean=torch.zeros(2 * frameskip), action_std=torch.full((2 * frameskip,), 0.5),
-                      env_action_low=torch.tensor([-1.0, -1.0]), env_action_high=torch.tensor([1.0, 1.0]),
-                      frameskip=frameskip, meta=meta)
+    return tiny_world_model(frameskip, random_predictor(history, latent_dim=16, action_dim=2 * frameskip), pred_cfg)
 
 
 # -- the predictor -------------------------------------------------------------------------------

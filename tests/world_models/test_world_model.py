@@ -37,12 +37,14 @@ def test_stack_actions_and_windows():
     assert not torch.isnan(batch["a"]).any()
 
 
-def tiny_world_model(frameskip=2):
+def tiny_world_model(frameskip=2, predictor=None, pred_cfg=None):
+    """A 16 px world model; by default with an MLP predictor, else `predictor` built from `pred_cfg`."""
     enc_cfg = {"patch_size": 8, "tubelet_size": 1, "dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0}
-    pred_cfg = {"name": "mlp", "hidden": 16, "layers": 2, "action_embed": 8}
     encoder = VideoViT(img_size=16, patch_size=8, dim=16, depth=1, heads=2, mlp_ratio=2.0)
-    predictor = PREDICTORS["mlp"][0](16, 2 * frameskip, hidden=16, layers=2, action_embed=8)
-    torch.nn.init.normal_(predictor.mlp[-1].weight)  # not the identity, so the round trip is meaningful
+    if predictor is None:
+        pred_cfg = {"name": "mlp", "hidden": 16, "layers": 2, "action_embed": 8}
+        predictor = PREDICTORS["mlp"][0](16, 2 * frameskip, hidden=16, layers=2, action_embed=8)
+        torch.nn.init.normal_(predictor.mlp[-1].weight)  # not the identity, so the round trip is meaningful
     meta = {"encoder": enc_cfg, "img_size": 16, "predictor": pred_cfg, "env": {"name": "two_rooms"},
             "env_action_low": [-1.0, -1.0], "env_action_high": [1.0, 1.0], "config": {}}
     return WorldModel(encoder, predictor, latent_mean=torch.randn(16), latent_proj=torch.diag(1 / (torch.rand(16) + 0.5)),
