@@ -99,6 +99,9 @@ class PlanConfig:
     goals: str = "dataset"  # dataset | random | image | a goal set of the env (two_rooms: door, same_room)
     goal_offset: Optional[int] = None  # env steps from start to goal for goals=dataset; None: horizon * frameskip
     goal_image: Optional[str] = None  # for goals=image
+    # goals=dataset: the goal image is the data set's frame (data) or the env's render of the goal
+    # state (env, stable-worldmodel's protocol); they differ only after a lossy codec (LeRobot AV1)
+    goal_frames: str = "data"
     data_dir: Optional[str] = None  # for goals=dataset; default: the data the model trained on
     episodes: int = 50
     horizon: int = 10  # model steps planned

@@ -130,7 +130,7 @@ def goal_set(cfg: DictConfig, env: Env, wm, rng: np.random.Generator, horizon: i
             raise ConfigError("goals=dataset needs data_dir= (the oracle has no training data of its own)")
     offset = cfg.goal_offset or (horizon or cfg.horizon) * wm.frameskip
     return make_goals(cfg.goals, env, cfg.episodes, rng, offset=offset, data=data,
-                      val_names=val_names, image=cfg.goal_image)
+                      val_names=val_names, image=cfg.goal_image, goal_frames=cfg.goal_frames)
 
 
 def run_planners(cfg: DictConfig, wm, planners: dict[str, Planner], env, goals, device: str | torch.device,

@@ -10,6 +10,7 @@ from helpers import tiny_overrides
 from jepa_plan.collect import collect_episodes
 from jepa_plan.config import ConfigError, PlanConfig, load_config
 from jepa_plan.envs import make_env
+from jepa_plan.evaluation.goals import GoalError
 from jepa_plan.envs.two_rooms import TwoRoomsConfig
 from jepa_plan.export import export
 from jepa_plan.planning import goal_set
@@ -55,13 +56,22 @@ def test_a_lerobot_export_trains_both_stages_and_serves_dataset_goals(episodes, 
 
     # Dataset goals come from the LeRobot copy's held-out episodes: decoded frames of the
     # recorded states, close to what the env renders for them (AV1 is lossy).
-    plan_cfg = load_config(["goals=dataset", "episodes=4", "horizon=2", f"env.resolution={RES}"],
+    def plan_config(*items):
+        return load_config(["goals=dataset", "episodes=4", "horizon=2", f"env.resolution={RES}", *items],
                            preset="plan", schema=PlanConfig, groups=("env",))
+
+    plan_cfg = plan_config()
     env = make_env({"name": "two_rooms", "resolution": RES})
     goals = goal_set(plan_cfg, env, wm, np.random.default_rng(0))
     assert goals.goal_frames.shape == (4, RES, RES, 3)
     rendered = env.render_states(goals.goal_states).astype(float)
-    assert np.abs(goals.goal_frames.astype(float) - rendered).mean() < 8
+    assert 0 < np.abs(goals.goal_frames.astype(float) - rendered).mean() < 8
+    # goal_frames=env: the same goals, imaged as the env renders their states (swm's protocol).
+    by_env = goal_set(plan_config("goal_frames=env"), env, wm, np.random.default_rng(0))
+    np.testing.assert_array_equal(by_env.goal_states, goals.goal_states)
+    np.testing.assert_array_equal(by_env.goal_frames, rendered.astype(np.uint8))
+    with pytest.raises(GoalError, match="goal_frames='decoded'; valid: data, env"):
+        goal_set(plan_config("goal_frames=decoded"), env, wm, np.random.default_rng(0))
 
 
 def test_a_video_folder_pretrains_the_encoder_and_refuses_the_world_model_stage(episodes, tmp_path):

@@ -5,7 +5,10 @@ sources are generic; an env adds its own goal sets (`env.GOAL_SETS`, e.g. two_ro
 
 - `dataset`: a held-out episode's frame t as start, its frame t + offset as goal (reachable by
   construction, DESIGN.md evaluation protocol); the offset is H * frameskip unless a protocol
-  names it (TwoRoom: 100 env steps);
+  names it (TwoRoom: 100 env steps). The goal image is the data set's frame as stored
+  (`goal_frames="data"`), or the env's render of the goal state (`"env"`, as stable-worldmodel's
+  `reset(options={'goal_state': ...})` makes it): the two differ only when the data set went
+  through a lossy codec (a LeRobot AV1 copy);
 - `random`: start and goal drawn by `env.sample_states`, pairs that are already solved redrawn;
 - `image`: one goal image file for every episode (random starts); the true goal state is read
   off the image when the env can (`env.state_from_frame`), else unknown and success is not judged;
@@ -24,6 +27,7 @@ from jepa_plan.data.source import DataSource
 from jepa_plan.envs.base import Env
 
 SOURCES = ("dataset", "random", "image")  # generic; an env adds its GOAL_SETS
+GOAL_FRAMES = ("data", "env")  # where a dataset goal's image comes from
 
 
 class GoalError(ValueError):
@@ -51,14 +55,15 @@ def goal_sources(env: Env) -> tuple[str, ...]:
 
 def make_goals(source: str, env: Env, n: int, rng: np.random.Generator, *, offset: int = 20,
                data: DataSource | None = None, val_names: list[str] | None = None,
-               image: str | None = None) -> GoalSet:
-    """`n` start/goal pairs from `source` (see module docstring); `offset` env steps for `dataset`."""
+               image: str | None = None, goal_frames: str = "data") -> GoalSet:
+    """`n` start/goal pairs from `source` (see module docstring); `offset` env steps and
+    `goal_frames` (data | env) for `dataset`."""
     if source not in goal_sources(env):
         raise GoalError(f"unknown goal source {source!r} for env {env.name!r}; valid: {', '.join(goal_sources(env))}")
     if n < 1:
         raise GoalError(f"episodes={n} must be at least 1")
     if source == "dataset":
-        return dataset_goals(data, val_names, n, offset, rng, env)
+        return dataset_goals(data, val_names, n, offset, rng, env, goal_frames)
     if source == "image":
         frame = load_goal_image(image, env.resolution)
         goal_state = env.state_from_frame(frame)
@@ -69,9 +74,13 @@ def make_goals(source: str, env: Env, n: int, rng: np.random.Generator, *, offse
 
 
 def dataset_goals(data: DataSource | None, val_names: list[str] | None, n: int, offset: int,
-                  rng: np.random.Generator, env: Env) -> GoalSet:
+                  rng: np.random.Generator, env: Env, goal_frames: str = "data") -> GoalSet:
     """Start = frame t of a held-out episode, goal = frame t + offset of the same episode; the
-    data set must come from `env` at its resolution (when it records an env), and carry states."""
+    data set must come from `env` at its resolution (when it records an env), and carry states.
+    The goal image is the stored frame (`goal_frames="data"`) or the env's render of the goal
+    state (`"env"`)."""
+    if goal_frames not in GOAL_FRAMES:
+        raise GoalError(f"goal_frames={goal_frames!r}; valid: {', '.join(GOAL_FRAMES)}")
     if data is None:
         raise GoalError("goals=dataset needs data_dir= (a data set; by default the one the model trained on)")
     if data.env:
@@ -93,7 +102,9 @@ def dataset_goals(data: DataSource | None, val_names: list[str] | None, n: int, 
         starts.append(ep.states[t])
         goals.append(ep.states[t + offset])
         frames.append(np.array(ep.frames[t + offset]))
-    return GoalSet(np.stack(starts), np.stack(goals), np.stack(frames), "dataset")
+    goals = np.stack(goals)
+    frames = env.render_states(goals) if goal_frames == "env" else np.stack(frames)
+    return GoalSet(np.stack(starts), goals, frames, "dataset")
 
 
 def load_goal_image(path: str | None, resolution: int) -> np.ndarray:
