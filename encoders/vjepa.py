@@ -9,7 +9,11 @@ Loss per step (weights in `EncoderConfig`; 0 turns a term off):
   the two frames (PLDM / eb_jepa). In the two-rooms calibration this term is what made
   latent distance track true distance;
 - vicreg_var / vicreg_cov: VICReg variance hinge and covariance penalty on those pooled
-  latents, against collapse of the vector the planner sees.
+  latents, against collapse of the vector the planner sees;
+- pooled_decode (off by default): L1 between the layer-normalised EMA target tokens of each
+  frame alone and what `PooledDecoder` makes of that frame's pooled latent. Inverse dynamics
+  sees only what the actions move (the agent); this term makes the pooled vector carry the
+  whole token map, the pushed block's pose included.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from encoders.diagnostics import (
 )
 from encoders.ema import ema_update, momentum_schedule
 from encoders.masking import sample_multiblock_masks
-from encoders.predictor import MaskedPredictor
+from encoders.predictor import MaskedPredictor, PooledDecoder
 
 
 @dataclass
@@ -73,6 +77,10 @@ class EncoderConfig:
     invariance: float = 0.0
     invariance_start: float = 0.5
     invariance_frames: int = 16
+    # Decode each frame's target tokens from its pooled latent (PooledDecoder, pred_dim wide,
+    # decode_depth blocks); 0 = off.
+    pooled_decode: float = 0.0
+    decode_depth: int = 2
     diag_frames: int = 2048
 
     @classmethod
@@ -164,6 +172,8 @@ class VJEPAModule(LightningModule):
             config.dim, config.pred_dim, config.pred_depth, config.pred_heads, config.mlp_ratio
         )
         self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False)
+        self.decoder = (PooledDecoder(config.dim, config.pred_dim, config.decode_depth, config.pred_heads,
+                                      config.mlp_ratio) if config.pooled_decode > 0 else None)
         self.id_head = nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, stacked)) if stacked else None
         self.register_buffer("action_mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("action_std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-6))
@@ -203,6 +213,18 @@ class VJEPAModule(LightningModule):
         target = ((actions.float() - self.action_mean) / self.action_std).flatten(0, 1)
         return F.mse_loss(pred, target)
 
+    def _decode_loss(self, frames: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """frames [B, L, ...], their pooled latents [B, L, D] -> L1 between each frame's decoded
+        tokens and the layer-normalised target tokens of that frame encoded alone."""
+        single = frames.flatten(0, 1)[:, None]
+        if self.context_encoder.tubelet_size == 2:
+            single = single.expand(-1, 2, -1, -1, -1)  # as embed_frames encodes a frame
+        with torch.no_grad():
+            target = self.target_encoder(single).float()
+            target = F.layer_norm(target, (target.shape[-1],))
+        pred = self.decoder(latents.flatten(0, 1), self.context_encoder.grid(single.shape[1]))
+        return (pred.float() - target).abs().mean()
+
     def _step(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """-> dict with "loss" (the objective, logged), "backward" (what to differentiate),
         the loss terms, "latents" [B, L, D] and "target_tokens" [B, N, D]."""
@@ -223,7 +245,7 @@ class VJEPAModule(LightningModule):
 
         # Per-frame pooled latents: shaped by the aux terms, scored by the diagnostics.
         id_weight = cfg.inverse_dynamics if actions is not None else 0.0
-        shaped = id_weight > 0 or cfg.vicreg_var > 0 or cfg.vicreg_cov > 0
+        shaped = id_weight > 0 or cfg.vicreg_var > 0 or cfg.vicreg_cov > 0 or cfg.pooled_decode > 0
         with torch.set_grad_enabled(torch.is_grad_enabled() and shaped):
             latents = self.context_encoder.embed_frames(frames)  # [B, L, D]
         if actions is None:
@@ -244,7 +266,9 @@ class VJEPAModule(LightningModule):
             inv = ((perturbed.float() - clean[: len(pick)].detach().float()).pow(2) / scale).mean()
         else:
             inv = latents.new_zeros(())
-        loss = jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov + inv_weight * inv
+        decode = self._decode_loss(frames, latents) if self.decoder is not None else latents.new_zeros(())
+        loss = (jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov + inv_weight * inv
+                + cfg.pooled_decode * decode)
         backward = loss if id_weight > 0 or actions is None else loss + id_loss
         return {
             "loss": loss,
@@ -254,6 +278,7 @@ class VJEPAModule(LightningModule):
             "vicreg_var": var,
             "vicreg_cov": cov,
             "invariance": inv,
+            "decode_loss": decode,
             "latents": latents,
             "target_tokens": target_tokens,
         }
@@ -262,7 +287,7 @@ class VJEPAModule(LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self._step(batch, self._mask_generator(0, batch_idx))
         self.log("train/loss", out["loss"], prog_bar=True)
-        for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov", "invariance"):
+        for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov", "invariance", "decode_loss"):
             self.log(f"train/{name}", out[name])
         return out["backward"]
 
@@ -279,7 +304,7 @@ class VJEPAModule(LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self._step(batch, self._mask_generator(1, batch_idx))
-        for name in ("loss", "jepa_loss", "id_loss", "invariance"):
+        for name in ("loss", "jepa_loss", "id_loss", "invariance", "decode_loss"):
             self.log(f"val/{name}", out[name], sync_dist=True)
         self._collect_diagnostics(batch, out, batch_idx)
 

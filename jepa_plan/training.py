@@ -292,7 +292,7 @@ def train_world_model(cfg: DictConfig, dm: ClipDataModule, out: Path) -> dict:
     if wm_cfg["nuisance_ratio"] > 0:
         log(f"latent basis: {proj.shape[1]} of {proj.shape[0]} directions spread over the data at least "
             f"{wm_cfg['nuisance_ratio']:g}x what codec-like noise moves them (ratios {ratios[0]:.0f} .. {ratios[-1]:.1f})")
-    names = probe_features(dm.store, raw)
+    names, groups = probe_features(dm.store, raw)
     skip = cfg.data.frameskip
     stats = {
         "latent_mean": mean,
@@ -307,6 +307,7 @@ def train_world_model(cfg: DictConfig, dm: ClipDataModule, out: Path) -> dict:
     steps = stage_steps(cfg, cfg.world_model)
     module = WorldModelModule(wm_cfg, latent_dim=train.z.shape[1], action_dim=train.a.shape[1])
     module.diagnostics_data = {"train": train, "val": val}
+    module.probe_groups = groups
     trainer = make_trainer(cfg, out, "world_model", steps)
     log(f"stage world_model: {steps} steps on {len(train)} windows, output {out / 'world_model'}")
     trainer.fit(module, split_loader(train, wm_cfg["batch_size"], True), split_loader(val, wm_cfg["batch_size"], False),
@@ -338,10 +339,10 @@ def action_box(dm: ClipDataModule) -> tuple[list[float], list[float]]:
     return dm.action_low.tolist(), dm.action_high.tolist()
 
 
-def probe_features(store: DataSource, raw: dict) -> list[str]:
+def probe_features(store: DataSource, raw: dict) -> tuple[list[str], dict[str, list[int]]]:
     """Replace the cached splits' states by what the readiness probe should read (the recorded
-    env's `probe_features`, e.g. an angle as sine and cosine); -> the probe dims' names. Data
-    that names no registered env keeps its states."""
+    env's `probe_features`, e.g. an angle as sine and cosine); -> the probe dims' names and the
+    env's `PROBE_GROUPS` as column lists. Data that names no registered env keeps its states."""
     recorded = (getattr(store, "env", None) or {}).get("name")
     env_class = ENVS[recorded][0] if recorded in ENVS else Env
     names: list[str] = []
@@ -350,7 +351,9 @@ def probe_features(store: DataSource, raw: dict) -> list[str]:
         if states.shape[-1]:
             features, names = env_class.probe_features(states.numpy())
             raw[split]["states"] = torch.as_tensor(np.ascontiguousarray(features), dtype=torch.float32)
-    return names
+    groups = {group: [names.index(n) for n in members]
+              for group, members in env_class.PROBE_GROUPS.items() if set(members) <= set(names)}
+    return names, groups
 
 
 def write_diagnostics(module: WorldModelModule, out: Path, names: list[str]) -> dict:

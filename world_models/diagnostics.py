@@ -15,7 +15,8 @@ from encoders.diagnostics import RidgeProbe, distance_rank_correlation
 @torch.no_grad()
 def planning_readiness(rollout, train_z: torch.Tensor, train_states: torch.Tensor, val_windows: dict,
                        val_z: torch.Tensor, val_states: torch.Tensor, ridge_alpha: float = 1.0,
-                       num_pairs: int = 8192, seed: int = 0, history: int = 1) -> dict[str, float]:
+                       num_pairs: int = 8192, seed: int = 0, history: int = 1,
+                       groups: dict[str, list[int]] | None = None) -> dict[str, float]:
     """All diagnostics as a flat dict of floats.
 
     `rollout(z0 [M, D], actions [M, H, A], past_z [M, c, D] | None, past_a [M, c, A] | None)
@@ -24,8 +25,10 @@ def planning_readiness(rollout, train_z: torch.Tensor, train_states: torch.Tenso
     frames (z_0 is the last of them), so K + 1 - k steps are scored.
     `rollout_err_k`/`repeat_err_k`: mean |z_hat_k - z_k| vs |z_0 - z_k| (L1 per dim).
     `probe_err_k`/`probe_repeat_err_k`: state error of the ridge probe decoded from the
-    predicted latent vs from the repeated z_0 (Euclidean, state units). Without states
-    (S = 0: a data set that records none) only the latent columns are computed.
+    predicted latent vs from the repeated z_0 (Euclidean, state units); with `groups`
+    ({name: state columns}) also `probe_err_k_<name>` / `probe_repeat_err_k_<name>` over those
+    columns alone (Push-T's block pose). Without states (S = 0: a data set that records none)
+    only the latent columns are computed.
     """
     z, a, s = val_windows["z"], val_windows["a"], val_windows["states"]
     context = min(history, a.shape[1]) - 1  # frames before z_0
@@ -52,6 +55,9 @@ def planning_readiness(rollout, train_z: torch.Tensor, train_states: torch.Tenso
     for k in range(pred.shape[1]):
         out[f"probe_err_k{k + 1}"] = (pred_s[:, k] - true_s[:, k]).norm(dim=-1).mean().item()
         out[f"probe_repeat_err_k{k + 1}"] = (repeat_s[:, k] - true_s[:, k]).norm(dim=-1).mean().item()
+        for name, cols in (groups or {}).items():
+            out[f"probe_err_k{k + 1}_{name}"] = (pred_s[:, k, cols] - true_s[:, k, cols]).norm(dim=-1).mean().item()
+            out[f"probe_repeat_err_k{k + 1}_{name}"] = (repeat_s[:, k, cols] - true_s[:, k, cols]).norm(dim=-1).mean().item()
     return out
 
 
@@ -73,4 +79,9 @@ def readiness_table(d: dict[str, float], names: list[str] | None = None) -> str:
     if per_dim:
         names = names if names and len(names) == len(per_dim) else [f"s{i}" for i in range(len(per_dim))]
         lines.append("probe R^2 per state dim: " + "  ".join(f"{n} {r2:.3f}" for n, r2 in zip(names, per_dim)))
+    groups = sorted({k.split("_", 3)[3] for k in d if k.startswith("probe_err_k1_")})
+    for group in groups:
+        lines.append(f"probe err of {group} by k, model / repeat-last: " + "  ".join(
+            f"k{k} {d[f'probe_err_k{k}_{group}']:.3g}/{d[f'probe_repeat_err_k{k}_{group}']:.3g}"
+            for k in range(1, horizon + 1)))
     return "\n".join(lines)

@@ -27,6 +27,7 @@ class WorldModelModule(LightningModule):
         self.cfg = cfg
         self.predictor = build_predictor(cfg, latent_dim, action_dim)
         self.diagnostics_data: dict | None = None  # set by the training wiring; not saved
+        self.probe_groups: dict[str, list[int]] | None = None  # readiness error groups (Env.PROBE_GROUPS)
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         z, a = batch["z"], batch["a"]
@@ -70,7 +71,8 @@ class WorldModelModule(LightningModule):
 
         result = planning_readiness(
             rollout, train.z[probe_rows], train.states[probe_rows], val.batch(torch.arange(len(val))),
-            val.z, val.states, ridge_alpha=self.cfg["ridge_alpha"], history=self.predictor.history)
+            val.z, val.states, ridge_alpha=self.cfg["ridge_alpha"], history=self.predictor.history,
+            groups=self.probe_groups)
         self.predictor.train(was_training)
         return result
 

@@ -70,6 +70,9 @@ class Env:
     """
 
     GOAL_SETS: ClassVar[tuple[str, ...]] = ()
+    # Named groups of probe features whose decoded error the readiness table reports apart
+    # (Push-T: the block's position and angle), {group: feature names}.
+    PROBE_GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {}
     state_dim: int
     action_low: np.ndarray
     action_high: np.ndarray

@@ -158,6 +158,8 @@ class PushTEnv(EnvPerEpisode):
     """N `swm/PushT-v1` episodes stepped together; states [N, 7] as in the module docstring."""
 
     state_dim = 7
+    PROBE_GROUPS = {"agent_xy": ("agent_x", "agent_y"), "block_xy": ("block_x", "block_y"),
+                    "block_angle": ("block_sin", "block_cos")}
 
     @classmethod
     def probe_features(cls, states: np.ndarray) -> tuple[np.ndarray, list[str]]:

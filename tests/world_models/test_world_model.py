@@ -122,3 +122,20 @@ def test_world_model_module_loss_and_readiness():
         # identity init: the model *is* repeat-last, so the two errors coincide
         assert diag[f"rollout_err_k{k}"] == pytest.approx(diag[f"repeat_err_k{k}"])
     assert -1.0 <= diag["dist_spearman"] <= 1.0
+
+
+def test_readiness_reports_probe_error_per_state_group():
+    from world_models.diagnostics import planning_readiness, readiness_table
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 5, 6, generator=g)  # windows [M, K+1, D]
+    states = z[..., :3] * torch.tensor([1.0, 2.0, 10.0])  # linear in the latent: the probe reads it
+    a = torch.randn(64, 4, 2, generator=g)
+    perfect = lambda z0, actions, *_: z[:, 1:]  # noqa: E731
+    d = planning_readiness(perfect, z.flatten(0, 1), states.flatten(0, 1), {"z": z, "a": a, "states": states},
+                           z.flatten(0, 1), states.flatten(0, 1), ridge_alpha=1e-6, groups={"pos": [0, 1], "far": [2]})
+    for k in range(1, 5):
+        assert d[f"probe_err_k{k}_pos"] < 1e-3 < d[f"probe_repeat_err_k{k}_pos"]
+        expected = (states[:, k, 2] - states[:, 0, 2]).abs().mean().item()  # one column: |repeat - true|
+        assert abs(d[f"probe_repeat_err_k{k}_far"] - expected) < 1e-3 * expected
+    assert "probe err of far by k, model / repeat-last: k1 " in readiness_table(d)
