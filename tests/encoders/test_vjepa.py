@@ -104,3 +104,23 @@ def test_unknown_config_key_and_bad_stats():
         VJEPAModule({"dimm": 3}, 32, FRAMESKIP, ACTION_DIM, [0.0, 0.0], [1.0, 1.0])
     with pytest.raises(ValueError, match="action_mean"):
         VJEPAModule(asdict(EncoderConfig(**TINY)), 32, FRAMESKIP, ACTION_DIM, [0.0] * 3, [1.0, 1.0])
+
+
+def test_pooled_decode_targets_each_frame_alone_and_trains_the_encoder():
+    assert _module().decoder is None  # off by default: no extra parameters
+    module = _module(pooled_decode=1.0)
+    batch = next(iter(DataLoader(RandomClips(), batch_size=4)))
+    latents = module.embed(batch["frames"])
+    decode = module._decode_loss(batch["frames"], latents)
+    # The target is each frame's own token map: every frame encoded alone, layer-normalised.
+    with torch.no_grad():
+        pred = module.decoder(latents.flatten(0, 1), (1, 4, 4))
+        alone = module.target_encoder(batch["frames"].flatten(0, 1)[:, None])
+    assert pred.shape == alone.shape == (4 * CLIP, 16, 32)
+    expected = (pred - torch.nn.functional.layer_norm(alone, (32,))).abs().mean()
+    assert decode.item() == pytest.approx(expected.item(), rel=1e-5)
+    out = module._step(batch, torch.Generator().manual_seed(0))
+    assert out["decode_loss"].item() == pytest.approx(decode.item(), rel=1e-5)
+    out["backward"].backward()
+    assert module.context_encoder.patch_embed.weight.grad.abs().sum() > 0  # it shapes the encoder
+    assert all(p.grad is None for p in module.target_encoder.parameters())  # the EMA target stays fixed
