@@ -72,7 +72,9 @@ class PooledDecoder(nn.Module):
         if pred_dim % heads:
             raise ValueError(f"pred_dim {pred_dim} is not divisible by pred_heads {heads}")
         self.pred_dim = pred_dim
-        self.embed = nn.Linear(dim, pred_dim)
+        # BatchNorm first, as in the inverse-dynamics head: the pooled latent's spread across
+        # frames is about 1e-3 of its mean, too small for a plain linear map to pass gradient back.
+        self.embed = nn.Sequential(nn.BatchNorm1d(dim), nn.Linear(dim, pred_dim))
         self.query = nn.Parameter(torch.zeros(1, 1, pred_dim))
         self.blocks = nn.ModuleList(Block(pred_dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth))
         self.norm = nn.LayerNorm(pred_dim)

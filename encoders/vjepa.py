@@ -81,6 +81,7 @@ class EncoderConfig:
     # decode_depth blocks); 0 = off.
     pooled_decode: float = 0.0
     decode_depth: int = 2
+    decode_centered: bool = False  # decode the tokens minus their batch mean, at unit scale
     diag_frames: int = 2048
 
     @classmethod
@@ -222,6 +223,11 @@ class VJEPAModule(LightningModule):
         with torch.no_grad():
             target = self.target_encoder(single).float()
             target = F.layer_norm(target, (target.shape[-1],))
+            if self.cfg.decode_centered:
+                # What differs between the frames of the batch: the static scene (the same at
+                # every frame) is taken out, so it cannot dominate the term.
+                target = target - target.mean(dim=0, keepdim=True)
+                target = target / target.std().clamp_min(1e-6)
         pred = self.decoder(latents.flatten(0, 1), self.context_encoder.grid(single.shape[1]))
         return (pred.float() - target).abs().mean()
 
