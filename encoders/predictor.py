@@ -67,7 +67,8 @@ class PooledDecoder(nn.Module):
     map shows (the block's pose on Push-T, not only the agent) the pooled vector must carry.
     """
 
-    def __init__(self, dim: int = 128, pred_dim: int = 64, depth: int = 2, heads: int = 4, mlp_ratio: float = 4.0):
+    def __init__(self, dim: int = 128, pred_dim: int = 64, depth: int = 2, heads: int = 4, mlp_ratio: float = 4.0,
+                 out_dim: int | None = None):
         super().__init__()
         if pred_dim % heads:
             raise ValueError(f"pred_dim {pred_dim} is not divisible by pred_heads {heads}")
@@ -78,12 +79,12 @@ class PooledDecoder(nn.Module):
         self.query = nn.Parameter(torch.zeros(1, 1, pred_dim))
         self.blocks = nn.ModuleList(Block(pred_dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth))
         self.norm = nn.LayerNorm(pred_dim)
-        self.proj = nn.Linear(pred_dim, dim)
+        self.proj = nn.Linear(pred_dim, out_dim or dim)
         nn.init.trunc_normal_(self.query, std=0.02)
         self.apply(init_weights)
 
     def forward(self, latents: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        """latents [M, D], grid (1, Hp, Wp) of one frame -> token predictions [M, Hp * Wp, D]."""
+        """latents [M, D], grid (1, Hp, Wp) of one frame -> predictions [M, Hp * Wp, out_dim]."""
         pos = sincos_pos_embed_3d(grid, self.pred_dim).to(device=latents.device)  # [N, P]
         x = self.embed(latents)[:, None]
         queries = (self.query + pos[None].to(x.dtype)).expand(len(latents), -1, -1)

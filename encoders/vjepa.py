@@ -37,6 +37,7 @@ from encoders.diagnostics import (
 from encoders.ema import ema_update, momentum_schedule
 from encoders.masking import sample_multiblock_masks
 from encoders.predictor import MaskedPredictor, PooledDecoder
+from encoders.vit import frames_to_input
 
 
 @dataclass
@@ -81,7 +82,8 @@ class EncoderConfig:
     # decode_depth blocks); 0 = off.
     pooled_decode: float = 0.0
     decode_depth: int = 2
-    decode_centered: bool = False  # decode the tokens minus their batch mean, at unit scale
+    decode_centered: bool = False  # decode the targets minus their batch mean, at unit scale
+    decode_target: str = "tokens"  # tokens: the EMA target's; pixels: each patch's RGB values
     diag_frames: int = 2048
 
     @classmethod
@@ -173,8 +175,11 @@ class VJEPAModule(LightningModule):
             config.dim, config.pred_dim, config.pred_depth, config.pred_heads, config.mlp_ratio
         )
         self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False)
+        if config.decode_target not in ("tokens", "pixels"):
+            raise ValueError(f"encoder.decode_target={config.decode_target!r}; valid: tokens, pixels")
+        out_dim = 3 * config.patch_size**2 if config.decode_target == "pixels" else config.dim
         self.decoder = (PooledDecoder(config.dim, config.pred_dim, config.decode_depth, config.pred_heads,
-                                      config.mlp_ratio) if config.pooled_decode > 0 else None)
+                                      config.mlp_ratio, out_dim) if config.pooled_decode > 0 else None)
         self.id_head = nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, stacked)) if stacked else None
         self.register_buffer("action_mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("action_std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-6))
@@ -221,8 +226,14 @@ class VJEPAModule(LightningModule):
         if self.context_encoder.tubelet_size == 2:
             single = single.expand(-1, 2, -1, -1, -1)  # as embed_frames encodes a frame
         with torch.no_grad():
-            target = self.target_encoder(single).float()
-            target = F.layer_norm(target, (target.shape[-1],))
+            if self.cfg.decode_target == "pixels":
+                p = self.cfg.patch_size
+                x = frames_to_input(single[:, :1])[:, :, 0]  # [M, 3, H, W] in [-1, 1]
+                target = x.unfold(2, p, p).unfold(3, p, p)  # [M, 3, Hp, Wp, p, p]
+                target = target.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2)  # [M, Hp * Wp, 3 p p]
+            else:
+                target = self.target_encoder(single).float()
+                target = F.layer_norm(target, (target.shape[-1],))
             if self.cfg.decode_centered:
                 # What differs between the frames of the batch: the static scene (the same at
                 # every frame) is taken out, so it cannot dominate the term.

@@ -124,3 +124,20 @@ def test_pooled_decode_targets_each_frame_alone_and_trains_the_encoder():
     out["backward"].backward()
     assert module.context_encoder.patch_embed.weight.grad.abs().sum() > 0  # it shapes the encoder
     assert all(p.grad is None for p in module.target_encoder.parameters())  # the EMA target stays fixed
+
+
+def test_pooled_decode_of_pixels_regresses_each_patch_centred_over_the_batch():
+    module = _module(pooled_decode=1.0, decode_target="pixels", decode_centered=True, patch_size=8)
+    batch = next(iter(DataLoader(RandomClips(), batch_size=4)))
+    latents = module.embed(batch["frames"])
+    with torch.no_grad():
+        pred = module.decoder(latents.flatten(0, 1), (1, 4, 4))
+    assert pred.shape == (4 * CLIP, 16, 3 * 8 * 8)
+    # Token (h, w) = 1 * 4 + 2 holds the RGB of rows 8..15, columns 16..23, in [-1, 1].
+    x = batch["frames"].flatten(0, 1).float() / 127.5 - 1
+    patches = torch.stack([x[:, :, 8 * h:8 * h + 8, 8 * w:8 * w + 8].flatten(1) for h in range(4) for w in range(4)], 1)
+    centred = patches - patches.mean(0)
+    expected = (pred - centred / centred.std()).abs().mean()
+    assert module._decode_loss(batch["frames"], latents).item() == pytest.approx(expected.item(), rel=1e-4)
+    with pytest.raises(ValueError, match="encoder.decode_target='rgb'; valid: tokens, pixels"):
+        _module(pooled_decode=1.0, decode_target="rgb")
