@@ -1,6 +1,6 @@
 """One benchmark command per env: collect, train, check readiness, plan under the published protocol.
 
-    python -m jepa_plan.benchmark env=NAME size=tiny|full [plan.KEY=VALUE ...] [train.KEY=VALUE ...]
+    python -m jepa_plan.benchmark env=NAME size=tiny|full [protocols=[a,b]] [plan.KEY=VALUE ...] [train.KEY=VALUE ...]
 
 `configs/benchmark/<env>.yaml` holds, per env:
 
@@ -9,6 +9,8 @@
     protocols:  [{name, source, plan: {plan.py keys}}]: each the published protocol it follows
                 (goal source and offset, horizon, MPC or open loop, replanning, budget, episodes)
     published:  [{method, success, protocol, source}]: the published rows to stand beside ours
+    plan_sizes: {tiny: [plan.py overrides], ...} (optional): what a size changes in every
+                protocol, e.g. a CEM budget that 2 CPU cores can run
 
 Steps, each skipped when its output exists (so a killed run resumes where it stopped):
 1. collect the env's data set into `data/<env>_<size>` (`env.collect`, with coverage stats);
@@ -19,8 +21,9 @@ Steps, each skipped when its output exists (so a killed run resumes where it sto
    published ones, with the protocol, resolution, data size, training and planning wall times
    and the exact commands.
 
-`plan.KEY=VALUE` overrides every protocol's plan config (e.g. `plan.episodes=10`), and
-`train.KEY=VALUE` the training config (e.g. `train.trainer.threads=2`).
+`protocols=[a,b]` runs only the named protocols (default: all), `plan.KEY=VALUE` overrides every
+protocol's plan config (e.g. `plan.episodes=10`), and `train.KEY=VALUE` the training config
+(e.g. `train.trainer.threads=2`).
 """
 
 from __future__ import annotations
@@ -51,18 +54,20 @@ def log(msg: str) -> None:
 
 def parse_args(argv: list[str]) -> dict:
     """`env=`, `size=`, `out=` and the `plan.` / `train.` overrides, each named on error."""
-    args = {"env": None, "size": "tiny", "out": "outputs/benchmark", "plan": [], "train": []}
+    args = {"env": None, "size": "tiny", "out": "outputs/benchmark", "protocols": None, "plan": [], "train": []}
     for item in argv:
         if "=" not in item:
             raise ConfigError(f"command-line item '{item}' is not key=value")
         key, value = item.split("=", 1)
         if key in ("env", "size", "out"):
             args[key] = value
+        elif key == "protocols":
+            args[key] = [name.strip() for name in value.strip("[]").split(",") if name.strip()]
         elif key.split(".", 1)[0] in ("plan", "train") and "." in key:
             group, rest = key.split(".", 1)
             args[group].append(f"{rest}={value}")
         else:
-            raise ConfigError(f"unknown benchmark key '{key}'; valid: env=, size=, out=, plan.KEY=, train.KEY=")
+            raise ConfigError(f"unknown benchmark key '{key}'; valid: env=, size=, out=, protocols=, plan.KEY=, train.KEY=")
     if args["env"] not in ENVS:
         raise ConfigError(f"unknown env {args['env']!r}; registered envs: {', '.join(sorted(ENVS))}")
     if args["size"] not in SIZES:
@@ -92,7 +97,18 @@ def plan_overrides(args: dict, protocol: dict, root: Path, checkpoint: Path, env
     """plan.py's items: the env exactly as trained, the checkpoint, the protocol, the user's `plan.` items."""
     items = [f"env={args['env']}", *(f"env.{k}={v}" for k, v in env_cfg.items() if k != "name"),
              f"checkpoint={checkpoint}", f"output_dir={root / 'plan' / protocol['name']}"]
-    return items + dotlist(protocol["plan"]) + args["plan"]
+    return items + dotlist(protocol["plan"]) + list(args.get("size_plan", [])) + args["plan"]
+
+
+def select_protocols(recipe: dict, names: list[str] | None) -> list[dict]:
+    """The recipe's protocols, or those named by `protocols=` (in the recipe's order)."""
+    if names is None:
+        return recipe["protocols"]
+    known = [p["name"] for p in recipe["protocols"]]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(f"protocols={names}: unknown {unknown}; this recipe's protocols: {', '.join(known)}")
+    return [p for p in recipe["protocols"] if p["name"] in names]
 
 
 def dotlist(values: dict, prefix: str = "") -> list[str]:
@@ -164,6 +180,8 @@ def markdown(args: dict, recipe: dict, report: dict) -> str:
 def run(argv: list[str]) -> dict:
     args = parse_args(argv)
     recipe = load_recipe(args["env"])
+    selected = select_protocols(recipe, args["protocols"])  # a typo fails before training
+    args["size_plan"] = recipe.get("plan_sizes", {}).get(args["size"], [])
     root = Path(args["out"]) / args["env"] / args["size"]
     root.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -180,7 +198,7 @@ def run(argv: list[str]) -> dict:
     from jepa_plan.planning import run as plan_run
 
     protocols = []
-    for protocol in recipe["protocols"]:
+    for protocol in selected:
         items = plan_overrides(args, protocol, root, root / "train" / "world_model.pt", to_container(train_cfg.env))
         log(f"protocol {protocol['name']} ({protocol['source']}): python plan.py "
             + " ".join(shlex.quote(i) for i in items))

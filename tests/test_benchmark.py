@@ -45,6 +45,8 @@ def test_benchmark_errors_name_the_input():
         run(["env=two_rooms", "size=huge"])
     with pytest.raises(ConfigError, match="unknown benchmark key 'episodes'"):
         run(["env=two_rooms", "episodes=3"])
+    with pytest.raises(ConfigError, match=r"protocols=\['lewm'\]: unknown \['lewm'\]; this recipe's protocols: lewm_25, grasp_table1_h40"):
+        run(["env=pusht", "protocols=[lewm]"])
 
 
 @pytest.mark.parametrize("env", sorted(p.stem for p in (CONFIG_DIR / "benchmark").glob("*.yaml")))
@@ -52,7 +54,7 @@ def test_benchmark_errors_name_the_input():
 def test_every_recipe_resolves_to_valid_train_and_plan_configs(env, size, tmp_path):
     # A typo in a recipe (a key, a group option, a planner setting) fails here, not an hour into a run.
     recipe = load_recipe(env)
-    args = {"env": env, "size": size, "train": [], "plan": []}
+    args = {"env": env, "size": size, "train": [], "plan": [], "size_plan": recipe.get("plan_sizes", {}).get(size, [])}
     train_cfg = load_config(train_overrides(args, recipe, tmp_path))
     assert train_cfg.env.name == env
     env_cfg = {k: v for k, v in to_container(train_cfg.env).items()}
@@ -61,3 +63,5 @@ def test_every_recipe_resolves_to_valid_train_and_plan_configs(env, size, tmp_pa
                                preset="plan", schema=PlanConfig, groups=("env",))
         assert plan_cfg.env.resolution == train_cfg.env.resolution
         assert set(protocol["plan"]["planners"]) <= set(plan_cfg.planners)
+        if env == "pusht":  # the tiny size's CPU CEM budget overrides the protocol's 300 x 30
+            assert plan_cfg.planner.cem.samples == (128 if size == "tiny" else 300)
