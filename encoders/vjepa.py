@@ -86,6 +86,10 @@ class EncoderConfig:
     decode_target: str = "tokens"  # tokens: the EMA target's; pixels: each patch's RGB values
     diag_frames: int = 2048
 
+    def __post_init__(self):
+        if self.decode_target not in ("tokens", "pixels"):
+            raise ValueError(f"encoder.decode_target={self.decode_target!r}; valid: tokens, pixels")
+
     @classmethod
     def from_dict(cls, cfg: dict) -> "EncoderConfig":
         """Build from a plain dict; unknown keys raise an error naming the valid ones."""
@@ -175,8 +179,6 @@ class VJEPAModule(LightningModule):
             config.dim, config.pred_dim, config.pred_depth, config.pred_heads, config.mlp_ratio
         )
         self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False)
-        if config.decode_target not in ("tokens", "pixels"):
-            raise ValueError(f"encoder.decode_target={config.decode_target!r}; valid: tokens, pixels")
         out_dim = 3 * config.patch_size**2 if config.decode_target == "pixels" else config.dim
         self.decoder = (PooledDecoder(config.dim, config.pred_dim, config.decode_depth, config.pred_heads,
                                       config.mlp_ratio, out_dim) if config.pooled_decode > 0 else None)

@@ -101,9 +101,10 @@ def dataset_goals(data: DataSource | None, val_names: list[str] | None, n: int, 
         t = int(rng.integers(0, len(ep) - offset))
         starts.append(ep.states[t])
         goals.append(ep.states[t + offset])
-        frames.append(np.array(ep.frames[t + offset]))
+        if goal_frames == "data":  # decode the stored frame only when it is the goal image
+            frames.append(np.array(ep.frames[t + offset]))
     goals = np.stack(goals)
-    frames = env.render_states(goals) if goal_frames == "env" else np.stack(frames)
+    frames = np.stack(frames) if goal_frames == "data" else env.render_states(goals)
     return GoalSet(np.stack(starts), goals, frames, "dataset")
 
 
