@@ -3,6 +3,11 @@
     python benchmarks/bench_loader.py                       # two_rooms data, 200 episodes, workers 0/1/2
     python benchmarks/bench_loader.py data=data/two_rooms episodes=200 batches=40 workers=[0,1,2]
     python benchmarks/bench_loader.py memory=[10,1000]      # peak RSS against the number of videos
+    python benchmarks/bench_loader.py sources=[lerobot,video_folder] workers=[0,4,8] size=full   # GPU: the full recipe's step
+
+`sources` picks rows (episodes, lerobot, video_folder; the episode data set is needed only to
+export what is missing or for its own row); `size=tiny|full` times the two_rooms benchmark
+recipe's training config instead of train.yaml's.
 
 Throughput: exports `episodes` episodes of an episode data set (collected with the default
 recipe when missing) once as a LeRobot v3.0 data set (AV1, as LeRobot writes it) and as a
@@ -37,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from encoders.vjepa import EncoderConfig, VJEPAModule  # noqa: E402
+from jepa_plan.benchmark import load_recipe  # noqa: E402
 from jepa_plan.config import load_config, to_container, to_dataclass  # noqa: E402
 from jepa_plan.data import open_source  # noqa: E402
 from jepa_plan.data.datamodule import ClipDataModule  # noqa: E402
@@ -89,18 +95,31 @@ def training_clips_per_second(cfg, image_size: int, action_dim: int, steps: int 
     return row["samples_per_s"]
 
 
+SOURCE_KINDS = ("episodes", "lerobot", "video_folder")
+
+
+def as_list(text: str) -> list[str]:
+    return [item.strip() for item in text.strip("[]").split(",") if item.strip()]
+
+
 def throughput(args: dict) -> None:
-    cfg = load_config([])
+    size = args.get("size")  # a two_rooms benchmark recipe size: its training config instead of train.yaml's
+    cfg = load_config(load_recipe("two_rooms")["sizes"][size] if size else [])
     src = Path(args.get("data", cfg.data.dir))
-    if not (src / "manifest.json").exists():
-        subprocess.run([sys.executable, "train.py", "stage=encoder", "trainer.max_steps=0"], cwd=ROOT)  # collects
     episodes = int(args.get("episodes", 200))
     batches = int(args.get("batches", 40))
-    workers = [int(w) for w in args.get("workers", "[0,1,2]").strip("[]").split(",")]
+    workers = [int(w) for w in as_list(args.get("workers", "[0,1,2]"))]
+    kinds = as_list(args.get("sources", ",".join(SOURCE_KINDS)))
+    if set(kinds) - set(SOURCE_KINDS):
+        sys.exit(f"unknown sources {sorted(set(kinds) - set(SOURCE_KINDS))}; valid: {', '.join(SOURCE_KINDS)}")
     work = Path(args.get("out", "outputs/bench_loader")) / f"{src.name}_{episodes}"
     work.mkdir(parents=True, exist_ok=True)
-    seconds = {"lerobot": export(src, work / "lerobot", "lerobot", episodes),
-               "video_folder": export(src, work / "mp4", "mp4", episodes)}
+    exports = {"lerobot": work / "lerobot", "video_folder": work / "mp4"}
+    needs_episodes = "episodes" in kinds or any(not exports[k].exists() for k in kinds if k in exports)
+    if needs_episodes and not (src / "manifest.json").exists():
+        subprocess.run([sys.executable, "train.py", "stage=encoder", "trainer.max_steps=0"], cwd=ROOT)  # collects
+    seconds = {kind: export(src, exports[kind], "mp4" if kind == "video_folder" else kind, episodes)
+               if kind in kinds else 0.0 for kind in exports}
     res = cfg.env.resolution
     sources = {
         "episodes (.npy maps)": {"name": "episodes", "dir": str(src)},
@@ -111,7 +130,7 @@ def throughput(args: dict) -> None:
     }
     threads = torch.get_num_threads()
     train_rate = training_clips_per_second(cfg, res, action_dim=2)
-    print(f"default training config: clip {cfg.data.clip_len} frames, frameskip {cfg.data.frameskip}, batch "
+    print(f"{'two_rooms size=' + size if size else 'default'} training config: clip {cfg.data.clip_len} frames, frameskip {cfg.data.frameskip}, batch "
           f"{cfg.data.batch_size}, {res} px; one encoder step consumes {train_rate:.1f} clips/s "
           f"({'GPU ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'CPU, {threads} threads'})")
     print(f"data: {episodes} episodes of {src}; exported once in {seconds['lerobot']:.0f} s (LeRobot) and "
@@ -119,6 +138,7 @@ def throughput(args: dict) -> None:
     print("| source | workers | clips/s | first batch s | loader / training |")
     print("|---|---|---|---|---|")
     disk = {}
+    sources = {label: spec for label, spec in sources.items() if spec["name"] in kinds}
     for label, spec in sources.items():
         data_cfg = {**to_container(cfg.data), **spec}
         if spec["name"] == "episodes":
@@ -211,7 +231,7 @@ def memory(args: dict) -> None:
 
 def main(argv: list[str]) -> None:
     args = dict(item.split("=", 1) for item in argv)
-    known = {"data", "episodes", "batches", "workers", "out", "memory", "memory_child", "path"}
+    known = {"data", "episodes", "batches", "workers", "out", "memory", "memory_child", "path", "sources", "size"}
     if set(args) - known:
         sys.exit(f"unknown keys {sorted(set(args) - known)}; valid: {', '.join(sorted(known))}")
     if "memory_child" in args:

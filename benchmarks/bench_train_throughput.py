@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train_throughput.py                              # CPU, 32-true, the tiny recipe
     python benchmarks/bench_train_throughput.py env=two_rooms size=full precisions=[32-true,bf16-mixed]
+    python benchmarks/bench_train_throughput.py env=pusht size=full action_dim=2 state_dim=7   # no env built
 
 Builds the encoder (V-JEPA) and world-model LightningModules from a benchmark recipe's training
 config (`configs/benchmark/<env>.yaml`, `sizes.<size>`), feeds each synthetic batches of the
@@ -28,6 +29,7 @@ from jepa_plan.benchmark import load_recipe
 from jepa_plan.config import load_config, to_container, to_dataclass
 from jepa_plan.envs import make_env
 from world_models import WorldModelConfig
+from world_models.latents import window_steps
 from world_models.module import WorldModelModule
 
 
@@ -84,19 +86,24 @@ def main(argv: list[str]) -> None:
     precisions = args.pop("precisions", "[32-true]").strip("[]").split(",")
     warmup, steps = int(args.pop("warmup", 5)), int(args.pop("steps", 30))
     accelerator = args.pop("accelerator", "cuda" if torch.cuda.is_available() else "cpu")
+    dims = args.pop("action_dim", None), args.pop("state_dim", None)
     if args:
-        sys.exit(f"unknown keys {sorted(args)}; valid: env, size, precisions, warmup, steps, accelerator")
+        sys.exit(f"unknown keys {sorted(args)}; valid: env, size, precisions, warmup, steps, accelerator, "
+                 "action_dim, state_dim")
     cfg = load_config([f"env={env}", *load_recipe(env)["sizes"][size]])
     enc_cfg = asdict(to_dataclass(cfg.encoder, EncoderConfig))
     wm_cfg = asdict(to_dataclass(cfg.world_model, WorldModelConfig))
     res, skip, clip = cfg.env.resolution, cfg.data.frameskip, cfg.data.clip_len
-    env_obj = make_env(to_container(cfg.env))
-    a_env, s_dim = env_obj.action_dim, env_obj.state_dim
+    if None in dims:  # the env's own; both given: no env is built (a machine without its packages)
+        env_obj = make_env(to_container(cfg.env))
+        a_env, s_dim = env_obj.action_dim, env_obj.state_dim
+    else:
+        a_env, s_dim = int(dims[0]), int(dims[1])
     g = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (clip, 3, res, res), dtype=torch.uint8, generator=g)
     encoder_sample = {"frames": frames, "actions": torch.randn(clip - 1, skip * a_env, generator=g),
                       "states": torch.randn(clip, s_dim, generator=g)}
-    k = max(wm_cfg["rollout_steps"], wm_cfg["diag_horizon"])
+    k = window_steps(wm_cfg)  # history-k predictors need k - 1 frames of context
     world_sample = {"z": torch.randn(k + 1, enc_cfg["dim"], generator=g),
                     "a": torch.randn(k, skip * a_env, generator=g), "states": torch.randn(k + 1, s_dim, generator=g)}
 
