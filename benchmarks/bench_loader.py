@@ -64,7 +64,10 @@ def folder_bytes(folder: Path) -> int:
 
 
 def clips_per_second(source, cfg, workers: int, batches: int) -> tuple[float, float]:
-    """(clips/s over `batches` shuffled batches after the first, seconds to the first batch)."""
+    """(clips/s in steady state, seconds to the first batch).
+
+    Workers prefetch two batches each while the first is on its way, so the 2 x `workers`
+    batches after the first are drained untimed; then `batches` shuffled batches are timed."""
     dm = ClipDataModule(source, clip_len=cfg.data.clip_len, frameskip=cfg.data.frameskip,
                         batch_size=cfg.data.batch_size, num_workers=workers, seed=0)
     dm.setup()
@@ -72,6 +75,11 @@ def clips_per_second(source, cfg, workers: int, batches: int) -> tuple[float, fl
     loader = iter(dm.train_dataloader())
     next(loader)
     first = time.perf_counter() - started
+    if 1 + 2 * workers + batches > len(dm.train_dataloader()):
+        sys.exit(f"batches={batches} with {workers} workers needs {1 + 2 * workers + batches} batches in an epoch; "
+                 f"this data set has {len(dm.train_dataloader())} at batch size {cfg.data.batch_size}")
+    for _ in range(2 * workers):
+        next(loader)
     started = time.perf_counter()
     for _ in range(batches):
         next(loader)
@@ -130,7 +138,8 @@ def throughput(args: dict) -> None:
     }
     threads = torch.get_num_threads()
     train_rate = training_clips_per_second(cfg, res, action_dim=2)
-    print(f"{'two_rooms size=' + size if size else 'default'} training config: clip {cfg.data.clip_len} frames, frameskip {cfg.data.frameskip}, batch "
+    print(f"{'two_rooms size=' + size if size else 'default'} training config: clip {cfg.data.clip_len} frames, "
+          f"frameskip {cfg.data.frameskip}, batch "
           f"{cfg.data.batch_size}, {res} px; one encoder step consumes {train_rate:.1f} clips/s "
           f"({'GPU ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'CPU, {threads} threads'})")
     print(f"data: {episodes} episodes of {src}; exported once in {seconds['lerobot']:.0f} s (LeRobot) and "

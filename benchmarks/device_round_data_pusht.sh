@@ -6,6 +6,7 @@
 #   2. seconds per batched replan on CUDA: LeWM protocol CEM 300 x 30 top 30 and grasp_tuned,
 #      H 5, 50 episodes, for the full recipe's predictor (fresh) and the trained tiny checkpoint;
 #   3. the loader against the GPU training step (issue 9), default and two_rooms full configs.
+# `bash benchmarks/device_round_data_pusht.sh loader` runs part 3 alone.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg WANDB_MODE=disabled
@@ -14,6 +15,7 @@ python3 -c "import torch, lightning, av; print('torch', torch.__version__, 'ligh
 nproc
 filter() { grep -v -i -E "warn|^\s*$|rank_zero|LOCAL_RANK|GPU available|TPU available|HPU available|Trainer" ; }
 
+if [ "${1:-all}" = all ]; then
 echo "== 1. Push-T training throughput (synthetic batches of the recipe's shapes)"
 for size in full tiny; do
   timeout 100 python3 benchmarks/bench_train_throughput.py env=pusht size=$size precisions=[bf16-mixed] warmup=5 steps=20 \
@@ -27,9 +29,10 @@ timeout 100 python3 benchmarks/bench_plan_seconds.py recipe=pusht size=full plan
 timeout 100 python3 benchmarks/bench_plan_seconds.py checkpoint=.gpu/pusht_tiny.pt planners=[cem,grasp_tuned] "$CEM" repeats=2 \
   2>&1 | filter | tee -a $OUT/plan_seconds.log | grep -E "^\||episodes"
 
+fi
 echo "== 3. loader vs GPU training step (issue 9)"
 timeout 110 python3 benchmarks/bench_loader.py data=.gpu/two_rooms out=.gpu/bench_loader sources=[lerobot,video_folder] \
-  workers=[0,2,4,8] batches=30 2>&1 | filter | tee -a $OUT/loader_default.log | grep -E "^\||config"
+  workers=[0,2,4,8] batches=60 2>&1 | filter | tee -a $OUT/loader_default.log | grep -E "^\||config"
 timeout 130 python3 benchmarks/bench_loader.py data=.gpu/two_rooms out=.gpu/bench_loader sources=[lerobot,video_folder] \
-  workers=[0,4,8] batches=6 size=full 2>&1 | filter | tee -a $OUT/loader_full.log | grep -E "^\||config"
+  workers=[0,4,8] batches=12 size=full 2>&1 | filter | tee -a $OUT/loader_full.log | grep -E "^\||config"
 ls $OUT
