@@ -232,6 +232,8 @@ def _validate(cfg: DictConfig) -> None:
             raise ConfigError(f"data.frameskip={cfg.data.frameskip} must be at least 1")
         if not 0.0 < cfg.data.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction={cfg.data.val_fraction} must be in (0, 1)")
+        if cfg.data.get("train_episodes") is not None and cfg.data.train_episodes < 1:
+            raise ConfigError(f"data.train_episodes={cfg.data.train_episodes} must be at least 1 (or null: all)")
 
 
 def to_container(cfg: DictConfig) -> dict:

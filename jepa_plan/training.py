@@ -119,7 +119,8 @@ def open_data(cfg: DictConfig) -> DataSource:
 def make_datamodule(cfg: DictConfig, source: DataSource) -> ClipDataModule:
     d = cfg.data
     dm = ClipDataModule(source, clip_len=d.clip_len, frameskip=d.frameskip, batch_size=d.batch_size,
-                        val_fraction=d.val_fraction, num_workers=d.num_workers, seed=cfg.seed)
+                        val_fraction=d.val_fraction, num_workers=d.num_workers, seed=cfg.seed,
+                        train_episodes=d.train_episodes)
     dm.setup()
     log(f"data ({cfg.data.name}) {source.summary()}")  # lists every skipped file with its reason
     log(f"split: {len(dm.train_names)} train / {len(dm.val_names)} val episodes")

@@ -92,7 +92,8 @@ class ClipDataModule(L.LightningDataModule):
     """
 
     def __init__(self, source: DataSource | str | Path, clip_len: int = 2, frameskip: int = 1, batch_size: int = 64,
-                 val_fraction: float = 0.1, num_workers: int = 0, seed: int = 0, max_bad_fraction: float = 0.05):
+                 val_fraction: float = 0.1, num_workers: int = 0, seed: int = 0, max_bad_fraction: float = 0.05,
+                 train_episodes: int | None = None):
         super().__init__()
         if clip_len < 2:
             raise ValueError(f"clip_len={clip_len} must be at least 2")
@@ -100,9 +101,11 @@ class ClipDataModule(L.LightningDataModule):
             raise ValueError(f"frameskip={frameskip} must be at least 1")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction={val_fraction} must lie in (0, 1)")
+        if train_episodes is not None and train_episodes < 1:
+            raise ValueError(f"train_episodes={train_episodes} must be at least 1")
         self.source_arg, self.clip_len, self.frameskip = source, clip_len, frameskip
         self.batch_size, self.val_fraction, self.num_workers = batch_size, val_fraction, num_workers
-        self.seed, self.max_bad_fraction = seed, max_bad_fraction
+        self.seed, self.max_bad_fraction, self.train_episodes = seed, max_bad_fraction, train_episodes
         self.store: DataSource | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -117,7 +120,13 @@ class ClipDataModule(L.LightningDataModule):
         order = np.random.default_rng(self.seed).permutation(len(source.names))
         n_val = min(max(1, round(self.val_fraction * len(source.names))), len(source.names) - 1)
         self.val_names = sorted(source.names[i] for i in order[:n_val])
-        self.train_names = sorted(source.names[i] for i in order[n_val:])
+        train = order[n_val:]
+        if self.train_episodes is not None:
+            if self.train_episodes > len(train):
+                raise ValueError(f"{source.root}: data.train_episodes={self.train_episodes}, but its train split "
+                                 f"holds {len(train)} episodes ({len(source.names)} usable, {n_val} held out)")
+            train = train[:self.train_episodes]  # the val split is the whole data set's, whatever N
+        self.train_names = sorted(source.names[i] for i in train)
         self.train_set = ClipDataset(source, self.train_names, self.clip_len, self.frameskip)
         self.val_set = ClipDataset(source, self.val_names, self.clip_len, self.frameskip)
         # The range the train actions span: the planner's box when the data set records none.

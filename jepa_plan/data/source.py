@@ -82,6 +82,9 @@ class ClipConfig:
     frameskip: int = 2  # source frames per model step; actions of the skipped frames are stacked
     batch_size: int = 64
     val_fraction: float = 0.1
+    # Train on only this many of the train split's episodes (a seeded random subset); the val
+    # split, and so every dataset goal, stays the one of the whole data set: a data-size ablation.
+    train_episodes: Optional[int] = None
     num_workers: int = 0  # DataLoader workers; each opens its own decoders
     max_bad_fraction: float = 0.05  # more bad episodes or files than this stops the run
     cache: Optional[str] = None  # video sources: decode once into uint8 shards under this folder

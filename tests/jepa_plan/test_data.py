@@ -283,6 +283,22 @@ def test_datamodule_splits_by_episode(dataset):
     assert len(dm.val_dataloader().dataset) == 8 * (STEPS - 2)
 
 
+def test_train_episodes_cuts_the_train_split_and_keeps_the_val_split(dataset):
+    full = ClipDataModule(str(dataset), val_fraction=0.2, seed=0)
+    full.setup()
+    small = ClipDataModule(str(dataset), val_fraction=0.2, seed=0, train_episodes=5)
+    small.setup()
+    assert small.val_names == full.val_names  # the same held-out episodes, so the same dataset goals
+    assert len(small.train_names) == 5 and set(small.train_names) < set(full.train_names)
+    assert small.train_names != sorted(full.train_names)[:5]  # a seeded random subset, not the first five
+    train_actions = np.concatenate([small.store.episode(n).actions for n in small.train_names])
+    np.testing.assert_allclose(small.action_mean, train_actions.mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match=r"data.train_episodes=33, but its train split holds 32 episodes"):
+        ClipDataModule(str(dataset), val_fraction=0.2, train_episodes=33).setup()
+    with pytest.raises(ValueError, match=r"train_episodes=0 must be at least 1"):
+        ClipDataModule(str(dataset), train_episodes=0)
+
+
 def test_datamodule_with_a_worker(dataset):
     dm = ClipDataModule(str(dataset), batch_size=4, num_workers=1)
     dm.setup()
