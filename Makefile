@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(PY) plan.py checkpoint=outputs/train/two_rooms/world_model.pt planners=[grasp_tuned,cem]
 
 test: $(STAMP) $(ENVS_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 # Plant each known planner fault in a copy of the tree and check that a planner test fails (about 7 min).
 mutants: $(STAMP) $(ENVS_STAMP)

@@ -1,4 +1,4 @@
-"""Shared pytest setup: tests run on CPU beside other work, so torch uses one thread."""
+"""Shared pytest setup: one torch thread per test process; `make test` runs a process per core (-n auto)."""
 
 import torch
 
