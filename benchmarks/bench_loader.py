@@ -111,8 +111,10 @@ def as_list(text: str) -> list[str]:
 
 
 def throughput(args: dict) -> None:
-    size = args.get("size")  # a two_rooms benchmark recipe size: its training config instead of train.yaml's
-    cfg = load_config(load_recipe("two_rooms")["sizes"][size] if size else [])
+    size, sizes = args.get("size"), load_recipe("two_rooms")["sizes"]  # a recipe size: its config, not train.yaml's
+    if size is not None and size not in sizes:
+        sys.exit(f"size={size}: configs/benchmark/two_rooms.yaml has sizes {', '.join(sizes)}")
+    cfg = load_config(sizes[size] if size else [])
     src = Path(args.get("data", cfg.data.dir))
     episodes = int(args.get("episodes", 200))
     batches = int(args.get("batches", 40))
