@@ -4,8 +4,8 @@
 
 `configs/benchmark/<env>.yaml` holds, per env:
 
-    sizes:      {tiny: [train.py overrides], full: [...]}: `tiny` trains on 2 CPU cores in at
-                most 30 minutes, `full` is sized for one GPU
+    sizes:      {tiny: [train.py overrides], full: [...]}: `tiny` is sized for 2 CPU cores
+                (each recipe's header says its measured training time), `full` for one GPU
     protocols:  [{name, source, plan: {plan.py keys}}]: each the published protocol it follows
                 (goal source and offset, horizon, MPC or open loop, replanning, budget, episodes)
     published:  [{method, success, protocol, source}]: the published rows to stand beside ours
