@@ -77,7 +77,6 @@ def fresh_world_model(latent_dim: int = 128, frameskip: int = 2) -> WorldModel:
     """A WorldModel of the default training config's size (MLP predictor 512 x 3, action embed 64,
     EncoderConfig.dim = 128 pooled latent, actions = frameskip 2 x 2), random weights. Only
     `step` is timed, so the encoder is a one-block stub."""
-    from encoders import VideoViT
     from world_models import WorldModelConfig
 
     wm_cfg = WorldModelConfig()
@@ -85,10 +84,20 @@ def fresh_world_model(latent_dim: int = 128, frameskip: int = 2) -> WorldModel:
     predictor = PREDICTORS[wm_cfg.name][0](latent_dim, action_dim, hidden=wm_cfg.hidden, layers=wm_cfg.layers,
                                         action_embed=wm_cfg.action_embed)
     torch.nn.init.normal_(predictor.mlp[-1].weight, std=0.01)  # not the identity map it starts as
+    return stub_world_model(predictor, latent_dim, env_action_dim=2, frameskip=frameskip)
+
+
+def stub_world_model(predictor: torch.nn.Module, latent_dim: int, env_action_dim: int, frameskip: int) -> WorldModel:
+    """`predictor` in a WorldModel with identity latent and action normalisation, a [-1, 1] env
+    action box and a one-block stub encoder: enough to plan through `step`, nothing to encode."""
+    from encoders import VideoViT
+
+    action_dim = frameskip * env_action_dim
     encoder = VideoViT(img_size=16, patch_size=8, dim=latent_dim, depth=1, heads=2, mlp_ratio=2.0)
     return WorldModel(encoder, predictor, latent_mean=torch.zeros(latent_dim), latent_proj=torch.eye(latent_dim),
                       action_mean=torch.zeros(action_dim), action_std=torch.ones(action_dim),
-                      env_action_low=-torch.ones(2), env_action_high=torch.ones(2), frameskip=frameskip, meta={})
+                      env_action_low=-torch.ones(env_action_dim), env_action_high=torch.ones(env_action_dim),
+                      frameskip=frameskip, meta={})
 
 
 def load_model(cfg, device: torch.device):

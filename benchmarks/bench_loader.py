@@ -124,12 +124,12 @@ def throughput(args: dict) -> None:
         sys.exit(f"unknown sources {sorted(set(kinds) - set(SOURCE_KINDS))}; valid: {', '.join(SOURCE_KINDS)}")
     work = Path(args.get("out", "outputs/bench_loader")) / f"{src.name}_{episodes}"
     work.mkdir(parents=True, exist_ok=True)
-    exports = {"lerobot": work / "lerobot", "video_folder": work / "mp4"}
-    needs_episodes = "episodes" in kinds or any(not exports[k].exists() for k in kinds if k in exports)
+    formats = {kind: fmt for kind, fmt in (("lerobot", "lerobot"), ("video_folder", "mp4")) if kind in kinds}
+    needs_episodes = "episodes" in kinds or any(not (work / fmt).exists() for fmt in formats.values())
     if needs_episodes and not (src / "manifest.json").exists():
         subprocess.run([sys.executable, "train.py", "stage=encoder", "trainer.max_steps=0"], cwd=ROOT)  # collects
-    seconds = {kind: export(src, exports[kind], "mp4" if kind == "video_folder" else kind, episodes)
-               if kind in kinds else 0.0 for kind in exports}
+    # Each export is written once, into the folder named after its format, and reused by later runs.
+    seconds = {kind: export(src, work / fmt, fmt, episodes) for kind, fmt in formats.items()}
     res = cfg.env.resolution
     sources = {
         "episodes (.npy maps)": {"name": "episodes", "dir": str(src)},
@@ -144,8 +144,8 @@ def throughput(args: dict) -> None:
           f"frameskip {cfg.data.frameskip}, batch "
           f"{cfg.data.batch_size}, {res} px; one encoder step consumes {train_rate:.1f} clips/s "
           f"({'GPU ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'CPU, {threads} threads'})")
-    print(f"data: {episodes} episodes of {src}; exported once in {seconds['lerobot']:.0f} s (LeRobot) and "
-          f"{seconds['video_folder']:.0f} s (mp4); {batches} shuffled batches per row after the first")
+    print(f"data: {episodes} episodes of {src}; exported once in {seconds.get('lerobot', 0):.0f} s (LeRobot) and "
+          f"{seconds.get('video_folder', 0):.0f} s (mp4); {batches} shuffled batches per row after the first")
     print("| source | workers | clips/s | first batch s | loader / training |")
     print("|---|---|---|---|---|")
     disk = {}

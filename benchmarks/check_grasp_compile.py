@@ -14,40 +14,38 @@ Keys: checkpoint, device (cuda when present), episodes (50), horizon (5), iterat
 
 from __future__ import annotations
 
+import copy
 import sys
+from pathlib import Path
 
 import torch
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_plan_seconds import random_problem  # noqa: E402
+from jepa_plan.config import script_args  # noqa: E402
 from planners import build_planner  # noqa: E402
 from world_models import WorldModel  # noqa: E402
 
-KEYS = ("checkpoint", "device", "episodes", "horizon", "iterations", "seed")
+DEFAULTS = {"checkpoint": None, "device": None, "episodes": 50, "horizon": 5, "iterations": 30, "seed": 0}
 
 
 def main(argv: list[str]) -> None:
-    args = dict(item.split("=", 1) for item in argv)
-    if set(args) - set(KEYS) or "checkpoint" not in args:
-        sys.exit(f"keys: {', '.join(KEYS)} (checkpoint required); got {sorted(args)}")
-    device = torch.device(args.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
-    batch, horizon = int(args.get("episodes", 50)), int(args.get("horizon", 5))
-    iterations, seed = int(args.get("iterations", 30)), int(args.get("seed", 0))
+    args = script_args(argv, DEFAULTS)
+    if not args["checkpoint"]:
+        sys.exit("checkpoint=PATH is required (a world_model.pt from train.py)")
+    device = torch.device(args["device"] or ("cuda" if torch.cuda.is_available() else "cpu"))
+    batch, horizon, iterations, seed = args["episodes"], args["horizon"], args["iterations"], args["seed"]
     base = WorldModel.from_checkpoint(args["checkpoint"], map_location="cpu").eval()
-    history = getattr(base.predictor, "history", 1)
-    g = torch.Generator().manual_seed(seed)
-    shape = base.latent_shape
-    z0, goal = torch.randn(batch, *shape, generator=g), torch.randn(batch, *shape, generator=g)
-    past_z = torch.randn(batch, history - 1, *shape, generator=g) if history > 1 else None
-    past_a = torch.randn(batch, history - 1, base.action_dim, generator=g) if history > 1 else None
+    problem = random_problem(base, batch, seed)
     print(f"{args['checkpoint']}: {batch} episodes, H {horizon}, grasp {iterations} iterations (sync every 10), "
           f"on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}")
     print("| dtype | cost trace, max relative diff | actions, max abs diff | states, max abs diff |")
     print("|---|---|---|---|")
     for dtype in (torch.float64, torch.float32):
-        wm = WorldModel.from_checkpoint(args["checkpoint"], map_location="cpu").eval().to(device=device, dtype=dtype)
-        inputs = [t.to(device=device, dtype=dtype) if t is not None else None for t in (z0, goal, past_z, past_a)]
+        wm = copy.deepcopy(base).to(device=device, dtype=dtype)
+        inputs = [t if t is None else t.to(device=device, dtype=dtype) for t in problem]
         results = []
         for compiled in (False, True):
             torch._dynamo.reset()

@@ -93,11 +93,13 @@ def train_overrides(args: dict, recipe: dict, root: Path) -> list[str]:
             *recipe["sizes"][size], *args["train"]]
 
 
-def plan_overrides(args: dict, protocol: dict, root: Path, checkpoint: Path, env_cfg: dict) -> list[str]:
-    """plan.py's items: the env exactly as trained, the checkpoint, the protocol, the user's `plan.` items."""
+def plan_overrides(args: dict, recipe: dict, protocol: dict, root: Path, checkpoint: Path, env_cfg: dict) -> list[str]:
+    """plan.py's items: the env exactly as trained, the checkpoint, the protocol, the size's
+    `plan_sizes` items, the user's `plan.` items."""
     items = [f"env={args['env']}", *(f"env.{k}={v}" for k, v in env_cfg.items() if k != "name"),
              f"checkpoint={checkpoint}", f"output_dir={root / 'plan' / protocol['name']}"]
-    return items + dotlist(protocol["plan"]) + list(args.get("size_plan", [])) + args["plan"]
+    size_plan = recipe.get("plan_sizes", {}).get(args["size"], [])
+    return items + dotlist(protocol["plan"]) + list(size_plan) + args["plan"]
 
 
 def select_protocols(recipe: dict, names: list[str] | None) -> list[dict]:
@@ -181,7 +183,6 @@ def run(argv: list[str]) -> dict:
     args = parse_args(argv)
     recipe = load_recipe(args["env"])
     selected = select_protocols(recipe, args["protocols"])  # a typo fails before training
-    args["size_plan"] = recipe.get("plan_sizes", {}).get(args["size"], [])
     root = Path(args["out"]) / args["env"] / args["size"]
     root.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -199,7 +200,7 @@ def run(argv: list[str]) -> dict:
 
     protocols = []
     for protocol in selected:
-        items = plan_overrides(args, protocol, root, root / "train" / "world_model.pt", to_container(train_cfg.env))
+        items = plan_overrides(args, recipe, protocol, root, root / "train" / "world_model.pt", to_container(train_cfg.env))
         log(f"protocol {protocol['name']} ({protocol['source']}): python plan.py "
             + " ".join(shlex.quote(i) for i in items))
         plan_started = time.time()

@@ -54,12 +54,12 @@ def test_benchmark_errors_name_the_input():
 def test_every_recipe_resolves_to_valid_train_and_plan_configs(env, size, tmp_path):
     # A typo in a recipe (a key, a group option, a planner setting) fails here, not an hour into a run.
     recipe = load_recipe(env)
-    args = {"env": env, "size": size, "train": [], "plan": [], "size_plan": recipe.get("plan_sizes", {}).get(size, [])}
+    args = {"env": env, "size": size, "train": [], "plan": []}
     train_cfg = load_config(train_overrides(args, recipe, tmp_path))
     assert train_cfg.env.name == env
     env_cfg = {k: v for k, v in to_container(train_cfg.env).items()}
     for protocol in recipe["protocols"]:
-        plan_cfg = load_config(plan_overrides(args, protocol, tmp_path, tmp_path / "wm.pt", env_cfg),
+        plan_cfg = load_config(plan_overrides(args, recipe, protocol, tmp_path, tmp_path / "wm.pt", env_cfg),
                                preset="plan", schema=PlanConfig, groups=("env",))
         assert plan_cfg.env.resolution == train_cfg.env.resolution
         assert set(protocol["plan"]["planners"]) <= set(plan_cfg.planners)
