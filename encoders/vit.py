@@ -71,6 +71,7 @@ class VideoViT(nn.Module):
         depth: int = 4,
         heads: int = 4,
         mlp_ratio: float = 4.0,
+        proj_hidden: int = 0,
     ):
         super().__init__()
         if img_size % patch_size:
@@ -95,6 +96,12 @@ class VideoViT(nn.Module):
             Block(dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
+        # LeWM's projector on the pooled vector: Linear, BatchNorm, GELU, Linear (proj_hidden wide;
+        # 0 = none). Its BatchNorm normalises over the batch what little the layer-normed token
+        # mean varies between frames at first (std ~5e-4 at 64 px). Without it SIGReg, whose
+        # gradient scales with that spread, lost to the prediction term and the latent collapsed.
+        self.projector = (nn.Sequential(nn.Linear(dim, proj_hidden), nn.BatchNorm1d(proj_hidden), nn.GELU(),
+                                        nn.Linear(proj_hidden, dim)) if proj_hidden else None)
         self.apply(init_weights)
 
     def grid(self, num_frames: int) -> tuple[int, int, int]:
@@ -133,7 +140,10 @@ class VideoViT(nn.Module):
         if self.tubelet_size == 2:
             # A tubelet needs two frames: repeat the frame (as V-JEPA 2-AC does for images).
             single = single.expand(-1, 2, -1, -1, -1)
-        return self.forward(single).mean(dim=1).reshape(b, t, self.dim)
+        pooled = self.forward(single).mean(dim=1)
+        if self.projector is not None:
+            pooled = self.projector(pooled)
+        return pooled.reshape(b, t, self.dim)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -146,6 +156,6 @@ def init_weights(module: nn.Module) -> None:
         # The patch embedding is a linear map over the flattened tubelet: same init.
         nn.init.trunc_normal_(module.weight, std=0.02)
         nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
+    elif isinstance(module, (nn.LayerNorm, nn.BatchNorm1d)):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)

@@ -13,7 +13,12 @@ Loss per step (weights in `EncoderConfig`; 0 turns a term off):
 - pooled_decode (off by default): L1 between the layer-normalised EMA target tokens of each
   frame alone and what `PooledDecoder` makes of that frame's pooled latent. Inverse dynamics
   sees only what the actions move (the agent); this term makes the pooled vector carry the
-  whole token map, the pushed block's pose included.
+  whole token map, the pushed block's pose included;
+- forward_dynamics / sigreg (off by default): LeWM's end-to-end objective on the pooled
+  latents. An action-conditioned MLP predicts `pool(z_{t+1})` from `pool(z_t)` and the stacked
+  actions, by MSE, with gradient into both latents (no stop-gradient, no EMA), and SIGReg
+  (`sigreg_statistic`) holds the latents to an isotropic Gaussian against collapse. `jepa=0`
+  turns the masked-prediction term off, for LeWM's two-term objective alone.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class EncoderConfig:
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 4.0
+    proj_hidden: int = 0  # LeWM's BatchNorm projector on the pooled latent (encoders.vit), 0 = none
     pred_dim: int = 64
     pred_depth: int = 2
     pred_heads: int = 4
@@ -67,7 +73,14 @@ class EncoderConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 100
     max_steps: int = 3000
+    jepa: float = 1.0  # weight of the masked-prediction term; 0 skips it
     inverse_dynamics: float = 1.0
+    # LeWM's end-to-end terms: next-latent prediction (an MLP on [z_t, a_t], fd_hidden wide)
+    # and SIGReg over sigreg_directions random projections; 0 = off.
+    forward_dynamics: float = 0.0
+    fd_hidden: int = 512
+    sigreg: float = 0.0
+    sigreg_directions: int = 256
     vicreg_var: float = 0.1
     vicreg_cov: float = 0.01
     # Invariance to codec-like noise (encoders.augment), off by default: the pooled latent of
@@ -121,6 +134,7 @@ def build_encoder(cfg: EncoderConfig, img_size: int) -> nn.Module:
         depth=cfg.depth,
         heads=cfg.heads,
         mlp_ratio=cfg.mlp_ratio,
+        proj_hidden=cfg.proj_hidden,
     )
 
 
@@ -135,6 +149,43 @@ def vicreg_terms(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     cov = (z.T @ z) / max(n - 1, 1)
     off_diag = cov - torch.diag_embed(torch.diagonal(cov))
     return var_loss, off_diag.pow(2).sum() / d
+
+
+def sigreg_statistic(z: torch.Tensor, directions: int, generator: torch.Generator | None = None,
+                     t_max: float = 3.0, knots: int = 17) -> torch.Tensor:
+    """SIGReg (Balestriero & LeCun 2025, LeJEPA; the regulariser of LeWM): z [N, D] ->
+    the Epps-Pulley statistic of `directions` random unit projections of z against N(0, 1),
+    averaged over the projections, in float32.
+
+    Per projection p (N values) the statistic is
+    N * integral over t of |mean_n exp(i t p_n) - exp(-t^2 / 2)|^2 exp(-t^2 / 2) dt,
+    by the trapezoid rule on [-t_max, t_max] (the integrand is even, so twice [0, t_max]).
+    It is 0 in expectation only when every projection is standard normal, so it pushes the
+    latent towards an isotropic Gaussian: neither collapsed nor stretched along a few axes.
+    """
+    z = z.float()
+    a = torch.randn(z.shape[1], directions, generator=generator).to(z.device)
+    a = a / a.norm(dim=0, keepdim=True)
+    t = torch.linspace(0.0, t_max, knots, device=z.device)
+    x = (z @ a)[..., None] * t  # [N, K, T]
+    gauss = torch.exp(-0.5 * t**2)
+    err = (x.cos().mean(dim=0) - gauss).pow(2) + x.sin().mean(dim=0).pow(2)  # [K, T]
+    return 2.0 * len(z) * torch.trapezoid(err * gauss, t, dim=-1).mean()
+
+
+class ForwardDynamicsHead(nn.Module):
+    """[z_t, normalised stacked actions] -> predicted z_{t+1}: a 2-hidden-layer GELU MLP."""
+
+    def __init__(self, dim: int, action_dim: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim + action_dim, hidden), nn.GELU(),
+            nn.Linear(hidden, hidden), nn.GELU(),
+            nn.Linear(hidden, dim),
+        )
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z, actions.to(z.dtype)], dim=-1))
 
 
 class VJEPAModule(LightningModule):
@@ -175,14 +226,15 @@ class VJEPAModule(LightningModule):
         self.cfg = config
         self.total_steps = int(max_steps) if max_steps is not None else config.max_steps
         self.context_encoder = build_encoder(config, img_size)
-        self.predictor = MaskedPredictor(
-            config.dim, config.pred_dim, config.pred_depth, config.pred_heads, config.mlp_ratio
-        )
+        self.predictor = (MaskedPredictor(config.dim, config.pred_dim, config.pred_depth, config.pred_heads,
+                                          config.mlp_ratio) if config.jepa > 0 else None)
         self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False)
         out_dim = 3 * config.patch_size**2 if config.decode_target == "pixels" else config.dim
         self.decoder = (PooledDecoder(config.dim, config.pred_dim, config.decode_depth, config.pred_heads,
                                       config.mlp_ratio, out_dim) if config.pooled_decode > 0 else None)
         self.id_head = nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, stacked)) if stacked else None
+        self.fd_head = (ForwardDynamicsHead(config.dim, stacked, config.fd_hidden)
+                        if stacked and config.forward_dynamics > 0 else None)
         self.register_buffer("action_mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("action_std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-6))
         self._diag: dict[str, list[torch.Tensor]] = {}
@@ -214,12 +266,20 @@ class VJEPAModule(LightningModule):
         pred = self.predictor(context, context_idx, target_idx, grid)
         return (pred.float() - target).abs().mean(), target_tokens
 
+    def _normalised_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        return (actions.float() - self.action_mean) / self.action_std
+
     def _inverse_dynamics_loss(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """latents [B, L, D], actions [B, L-1, s*A] -> MSE on normalised actions."""
         delta = (latents[:, 1:] - latents[:, :-1]).flatten(0, 1)  # [B*(L-1), D]
         pred = self.id_head(delta).float()
-        target = ((actions.float() - self.action_mean) / self.action_std).flatten(0, 1)
-        return F.mse_loss(pred, target)
+        return F.mse_loss(pred, self._normalised_actions(actions).flatten(0, 1))
+
+    def _forward_dynamics_loss(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """latents [B, L, D], actions [B, L-1, s*A] -> MSE of the predicted next latents, with
+        gradient into the targets too (LeWM: SIGReg, not a stop-gradient, prevents collapse)."""
+        pred = self.fd_head(latents[:, :-1], self._normalised_actions(actions))
+        return F.mse_loss(pred.float(), latents[:, 1:].float())
 
     def _decode_loss(self, frames: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """frames [B, L, ...], their pooled latents [B, L, D] -> L1 between each frame's decoded
@@ -260,11 +320,16 @@ class VJEPAModule(LightningModule):
                 f"expected [B, L-1, frameskip * A] = {expected}"
             )
         cfg = self.cfg
-        jepa, target_tokens = self._jepa_loss(frames, generator)
+        if cfg.jepa > 0:
+            jepa, target_tokens = self._jepa_loss(frames, generator)
+        else:
+            jepa, target_tokens = frames.new_zeros((), dtype=torch.float32), None
 
         # Per-frame pooled latents: shaped by the aux terms, scored by the diagnostics.
         id_weight = cfg.inverse_dynamics if actions is not None else 0.0
-        shaped = id_weight > 0 or cfg.vicreg_var > 0 or cfg.vicreg_cov > 0 or cfg.pooled_decode > 0
+        fd_weight = cfg.forward_dynamics if actions is not None else 0.0
+        shaped = (id_weight > 0 or fd_weight > 0 or cfg.sigreg > 0 or cfg.vicreg_var > 0 or cfg.vicreg_cov > 0
+                  or cfg.pooled_decode > 0)
         with torch.set_grad_enabled(torch.is_grad_enabled() and shaped):
             latents = self.context_encoder.embed_frames(frames)  # [B, L, D]
         if actions is None:
@@ -274,6 +339,9 @@ class VJEPAModule(LightningModule):
             # so train/id_loss stays meaningful and DDP sees every parameter used.
             id_loss = self._inverse_dynamics_loss(latents if id_weight > 0 else latents.detach(), actions)
         var, cov = vicreg_terms(latents.flatten(0, 1))
+        fd = self._forward_dynamics_loss(latents, actions) if fd_weight > 0 else latents.new_zeros(())
+        sig = (sigreg_statistic(latents.flatten(0, 1), cfg.sigreg_directions, generator) if cfg.sigreg > 0
+               else latents.new_zeros(()))
         inv_weight = cfg.invariance if self.global_step >= cfg.invariance_start * self.total_steps else 0.0
         if cfg.invariance > 0:
             # The clean latents are the target (detached); the batch variance that scales the term
@@ -286,8 +354,8 @@ class VJEPAModule(LightningModule):
         else:
             inv = latents.new_zeros(())
         decode = self._decode_loss(frames, latents) if self.decoder is not None else latents.new_zeros(())
-        loss = (jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov + inv_weight * inv
-                + cfg.pooled_decode * decode)
+        loss = (cfg.jepa * jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov
+                + inv_weight * inv + cfg.pooled_decode * decode + fd_weight * fd + cfg.sigreg * sig)
         backward = loss if id_weight > 0 or actions is None else loss + id_loss
         return {
             "loss": loss,
@@ -298,6 +366,8 @@ class VJEPAModule(LightningModule):
             "vicreg_cov": cov,
             "invariance": inv,
             "decode_loss": decode,
+            "fd_loss": fd,
+            "sigreg": sig,
             "latents": latents,
             "target_tokens": target_tokens,
         }
@@ -306,7 +376,8 @@ class VJEPAModule(LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self._step(batch, self._mask_generator(0, batch_idx))
         self.log("train/loss", out["loss"], prog_bar=True)
-        for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov", "invariance", "decode_loss"):
+        for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov", "invariance", "decode_loss", "fd_loss",
+                     "sigreg"):
             self.log(f"train/{name}", out[name])
         return out["backward"]
 
@@ -323,7 +394,7 @@ class VJEPAModule(LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self._step(batch, self._mask_generator(1, batch_idx))
-        for name in ("loss", "jepa_loss", "id_loss", "invariance", "decode_loss"):
+        for name in ("loss", "jepa_loss", "id_loss", "invariance", "decode_loss", "fd_loss", "sigreg"):
             self.log(f"val/{name}", out[name], sync_dist=True)
         self._collect_diagnostics(batch, out, batch_idx)
 
@@ -335,6 +406,8 @@ class VJEPAModule(LightningModule):
         self._diag["latents"].append(latents.cpu())
         if "states" in batch:
             self._diag["states"].append(batch["states"].float().flatten(0, 1)[:room].cpu())
+        if out["target_tokens"] is None:
+            return  # jepa = 0: no target encoder in the objective, nothing of it to score
         # A random subset of target tokens, as many as frames, for the collapse indicators.
         tokens = out["target_tokens"].detach().float().flatten(0, 1)
         pick = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(batch_idx))
@@ -345,14 +418,11 @@ class VJEPAModule(LightningModule):
         if not diag.get("latents"):
             return
         latents = torch.cat(diag["latents"])
-        target = torch.cat(diag["target"])
         # Each rank scores its own share; sync_dist averages the ranks' figures.
-        metrics = {
-            "val/target_std": feature_std(target),
-            "val/target_eff_rank": effective_rank(target),
-            "val/latent_std": feature_std(latents),
-            "val/latent_eff_rank": effective_rank(latents),
-        }
+        metrics = {"val/latent_std": feature_std(latents), "val/latent_eff_rank": effective_rank(latents)}
+        if diag["target"]:
+            target = torch.cat(diag["target"])
+            metrics.update({"val/target_std": feature_std(target), "val/target_eff_rank": effective_rank(target)})
         states = torch.cat(diag["states"]) if diag["states"] else None
         if states is not None and len(states) >= 4:
             # Fit on the first half, score on the second: with an unshuffled val loader the

@@ -80,3 +80,26 @@ def test_predictor_shapes():
 
 def test_registry():
     assert ENCODERS["vit"][0] is VideoViT
+
+
+def test_projector_maps_the_pooled_token_mean_and_spreads_it_over_the_batch():
+    torch.manual_seed(0)
+    vit = _tiny(proj_hidden=64)
+    assert _tiny().projector is None  # off by default
+    # Frames that differ little (a white scene with one moving dot): the pooled token mean barely
+    # varies, and the projector's BatchNorm takes that scale out.
+    frames = torch.full((16, 1, 3, 32, 32), 255, dtype=torch.uint8)
+    for i in range(16):
+        frames[i, 0, :, i:i + 2, i:i + 2] = 0
+    pooled = vit.forward(frames).mean(dim=1)
+    assert pooled.std(dim=0).mean() < 0.05
+    z = vit.embed_frames(frames)[:, 0]
+    assert torch.allclose(z, vit.projector(pooled), atol=1e-6)
+    # Once the batch variance clears BatchNorm's eps, the pooled spread's scale drops out.
+    centre = pooled.mean(dim=0)
+    stretched = [vit.projector(centre + k * (pooled - centre)) for k in (100, 1000)]
+    assert torch.allclose(*stretched, atol=1e-3 * stretched[0].abs().max().item())
+    assert stretched[0].std(dim=0).mean() > 2 * z.std(dim=0).mean()  # below eps, the spread shrinks
+    # In eval mode the BatchNorm uses its running statistics: each frame's latent stands alone.
+    vit.eval()
+    assert torch.allclose(vit.embed_frames(frames[:4]), vit.embed_frames(frames)[:4], atol=1e-5)

@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from encoders import EncoderConfig, VJEPAModule
+from encoders.vjepa import sigreg_statistic
 
 TINY = dict(dim=32, depth=1, heads=2, pred_dim=16, pred_depth=1, pred_heads=2, warmup_steps=1, diag_frames=32)
 FRAMESKIP, ACTION_DIM, CLIP = 2, 2, 3
@@ -141,3 +142,52 @@ def test_pooled_decode_of_pixels_regresses_each_patch_centred_over_the_batch():
     assert module._decode_loss(batch["frames"], latents).item() == pytest.approx(expected.item(), rel=1e-4)
     with pytest.raises(ValueError, match="encoder.decode_target='rgb'; valid: tokens, pixels"):
         _module(pooled_decode=1.0, decode_target="rgb")
+
+
+def test_sigreg_is_small_for_a_standard_normal_and_large_for_collapsed_or_stretched_latents():
+    g = torch.Generator().manual_seed(0)
+    gaussian = torch.randn(2048, 16, generator=g)
+    stat = lambda z: sigreg_statistic(z, 64, torch.Generator().manual_seed(1)).item()  # noqa: E731
+    # Under H0 the expected statistic is the integral of (1 - exp(-t^2)) exp(-t^2 / 2) over
+    # [-3, 3], about sqrt(2 pi) - sqrt(2 pi / 3) = 1.06, whatever N; off H0 it grows with N.
+    assert stat(gaussian) == pytest.approx(1.06, abs=0.2)
+    assert stat(0.1 * gaussian) > 50 * stat(gaussian)  # collapsed towards a point
+    assert stat(gaussian * torch.tensor([5.0] + [1.0] * 15)) > 5 * stat(gaussian)  # one stretched axis
+    assert stat(gaussian + 2.0) > 50 * stat(gaussian)  # off-centre
+    # The trapezoid integral matches a dense quadrature of the same integrand.
+    z = gaussian[:256] * 0.7
+    a = torch.randn(16, 64, generator=torch.Generator().manual_seed(1))
+    p = z @ (a / a.norm(dim=0))
+    t = torch.linspace(-3, 3, 6001)
+    x = p[..., None] * t
+    err = ((x.cos().mean(0) - torch.exp(-t**2 / 2)) ** 2 + x.sin().mean(0) ** 2) * torch.exp(-t**2 / 2)
+    dense = 256 * torch.trapezoid(err, t, dim=-1).mean()
+    assert sigreg_statistic(z, 64, torch.Generator().manual_seed(1), knots=201).item() == pytest.approx(dense.item(), rel=1e-3)
+
+
+def test_lewm_objective_predicts_the_next_latent_with_gradient_into_both_frames():
+    module = _module(jepa=0.0, inverse_dynamics=0.0, vicreg_var=0.0, vicreg_cov=0.0, forward_dynamics=1.0, sigreg=0.1)
+    assert module.predictor is None and module.fd_head is not None  # no masked predictor to train
+    assert _module().fd_head is None  # off by default: no extra parameters
+    batch = next(iter(DataLoader(RandomClips(), batch_size=4)))
+    out = module._step(batch, torch.Generator().manual_seed(0))
+    latents = out["latents"]
+    actions = (batch["actions"] - module.action_mean) / module.action_std
+    expected = (module.fd_head(latents[:, :-1], actions) - latents[:, 1:]).pow(2).mean()
+    assert out["fd_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out["jepa_loss"].item() == 0.0 and out["target_tokens"] is None
+    assert out["loss"].item() == pytest.approx(out["fd_loss"].item() + 0.1 * out["sigreg"].item(), rel=1e-5)
+    # The target latent is not detached: the gradient reaches the encoder through z_{t+1} alone.
+    z = module.embed(batch["frames"])
+    (module.fd_head(z[:, :-1].detach(), actions) - z[:, 1:]).pow(2).mean().backward()
+    assert module.context_encoder.patch_embed.weight.grad.abs().sum() > 0
+
+
+def test_lewm_objective_fits_and_validates_without_the_target_encoder(tmp_path):
+    module = _module(jepa=0.0, forward_dynamics=1.0, sigreg=0.1, vicreg_var=0.0, vicreg_cov=0.0)
+    trainer = _trainer(tmp_path, limit_val_batches=1, val_check_interval=2)
+    loader = DataLoader(RandomClips(), batch_size=8)
+    trainer.fit(module, loader, loader)
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["val/fd_loss"]) and torch.isfinite(metrics["val/probe_r2"])
+    assert "val/latent_eff_rank" in metrics and "val/target_eff_rank" not in metrics

@@ -1,0 +1,115 @@
+"""Block-pose probes of trained encoders on Push-T episodes (not a test): can the pose be read off the latent?
+
+    python benchmarks/probe_block_pose.py encoders=[outputs/exp/a/encoder.pt,outputs/exp/b/encoder.pt] data=data/pusht_tiny
+
+For each `encoder.pt` (or a Lightning `last.ckpt` of the encoder stage, to probe a run mid-way), every `every`-th frame of episodes [fit_from, fit_to) and [fit_to, test_to)
+of the episode store `data` is encoded alone (`embed_frames`, the mean-pooled vector the world
+model and planners use). Probes fit on the first range and are scored on the second (held-out
+episodes): a ridge regression (`encoders.diagnostics.RidgeProbe`, alpha 1) and a 2 x 256 GELU
+MLP (AdamW, `mlp_steps` steps of 256). Targets are `PushTEnv.probe_features`: agent x / y, block
+x / y, the block angle as sin / cos. Prints one markdown row of held-out R^2 per encoder.
+
+Keys: encoders (list of encoder.pt or .ckpt), data (data/pusht_tiny), fit_from (500), fit_to (900),
+test_to (1000), every (5), mlp_steps (3000), device (cuda when present), seed (0).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from encoders.diagnostics import RidgeProbe  # noqa: E402
+from encoders.vjepa import EncoderConfig, build_encoder  # noqa: E402
+from jepa_plan.config import script_args  # noqa: E402
+from jepa_plan.data.episodes import EpisodeStore, episode_name  # noqa: E402
+from jepa_plan.data.source import Episode  # noqa: E402
+from jepa_plan.envs.pusht import PushTEnv  # noqa: E402
+from jepa_plan.training import load_encoder  # noqa: E402
+from world_models.latents import encode_episodes  # noqa: E402
+
+COLUMNS = ["agent_x", "agent_y", "block_x", "block_y", "block_sin", "block_cos"]
+
+
+def frames_and_targets(store: EpisodeStore, indices: range, every: int):
+    """The store's episodes `indices`, every `every`-th step: (episodes to encode, targets [N, 6])."""
+    picked, targets = [], []
+    names = PushTEnv.probe_features(np.zeros((1, 7)))[1]
+    keep = [names.index(c) for c in COLUMNS]
+    for i in indices:
+        ep = store.episode(episode_name(i))
+        if ep.states is None:
+            raise SystemExit(f"{store.root}/{episode_name(i)} has no states.npy: the probe needs the block's pose")
+        steps = slice(None, None, every)
+        picked.append(Episode(ep.frames[steps], ep.actions[steps], ep.states[steps]))
+        targets.append(PushTEnv.probe_features(np.asarray(ep.states[steps]))[0][:, keep])
+    return picked, torch.from_numpy(np.concatenate(targets)).float()
+
+
+def encoder_at(path: Path):
+    """The context encoder of an `encoder.pt`, or of an encoder-stage Lightning checkpoint, with its step."""
+    if path.suffix != ".ckpt":
+        return load_encoder(path)[0], "end"
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    hp = state["hyper_parameters"]
+    encoder = build_encoder(EncoderConfig.from_dict(hp["cfg"]), hp["img_size"])
+    prefix = "context_encoder."
+    encoder.load_state_dict({k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)})
+    return encoder.requires_grad_(False).eval(), f"step {state['global_step']}"
+
+
+def mlp_r2(x_fit, y_fit, x_test, y_test, steps: int, seed: int) -> list[float]:
+    """Held-out R^2 per target of a 2 x 256 GELU MLP on standardised inputs and targets."""
+    torch.manual_seed(seed)
+    mu, sd = x_fit.mean(0), x_fit.std(0).clamp_min(1e-8)
+    ym, ys = y_fit.mean(0), y_fit.std(0)
+    xa, xb, ya, yb = (x_fit - mu) / sd, (x_test - mu) / sd, (y_fit - ym) / ys, (y_test - ym) / ys
+    net = torch.nn.Sequential(torch.nn.Linear(xa.shape[1], 256), torch.nn.GELU(), torch.nn.Linear(256, 256),
+                              torch.nn.GELU(), torch.nn.Linear(256, ya.shape[1])).to(xa.device)
+    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-2)
+    for _ in range(steps):
+        i = torch.randint(0, len(xa), (256,), device=xa.device)
+        loss = (net(xa[i]) - ya[i]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        p = net(xb)
+    return (1 - (p - yb).pow(2).sum(0) / (yb - yb.mean(0)).pow(2).sum(0)).tolist()
+
+
+def main(argv: list[str]) -> None:
+    args = script_args(argv, {"encoders": [], "data": "data/pusht_tiny", "fit_from": 500, "fit_to": 900,
+                              "test_to": 1000, "every": 5, "mlp_steps": 3000, "device": None, "seed": 0})
+    if not args["encoders"]:
+        raise SystemExit("give encoders=[path/to/encoder.pt,...]")
+    device = args["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+    store = EpisodeStore(args["data"])
+    if args["test_to"] > len(store):
+        raise SystemExit(f"test_to={args['test_to']} but {args['data']} holds {len(store)} episodes")
+    fit = frames_and_targets(store, range(args["fit_from"], args["fit_to"]), args["every"])
+    test = frames_and_targets(store, range(args["fit_to"], args["test_to"]), args["every"])
+    print(f"data {args['data']}: fit on {len(fit[1])} frames of episodes {args['fit_from']}-{args['fit_to'] - 1}, "
+          f"score on {len(test[1])} of episodes {args['fit_to']}-{args['test_to'] - 1} (every {args['every']}th)")
+    pairs = " | ".join(f"{a} / {b}" for a, b in zip(COLUMNS[::2], COLUMNS[1::2]))
+    print(f"| encoder | at | ridge: {pairs} | MLP: {pairs} |")
+    print("|---|---|---|---|---|---|---|---|")
+    for path in args["encoders"]:
+        encoder, at = encoder_at(Path(path))
+        with torch.no_grad():
+            x_fit = encode_episodes(encoder, fit[0], device=device)["latents"].to(device)
+            x_test = encode_episodes(encoder, test[0], device=device)["latents"].to(device)
+        y_fit, y_test = fit[1].to(device), test[1].to(device)
+        ridge = RidgeProbe().fit(x_fit.cpu(), y_fit.cpu(), alpha=1.0).r2_per_dim(x_test.cpu(), y_test.cpu())
+        mlp = mlp_r2(x_fit, y_fit, x_test, y_test, args["mlp_steps"], args["seed"])
+        cells = lambda r: " | ".join(f"{r[i]:.2f} / {r[i + 1]:.2f}" for i in range(0, 6, 2))  # noqa: E731
+        print(f"| {path} | {at} | {cells(ridge)} | {cells(mlp)} |", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
