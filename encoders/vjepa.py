@@ -97,11 +97,16 @@ class EncoderConfig:
     decode_depth: int = 2
     decode_centered: bool = False  # decode the targets minus their batch mean, at unit scale
     decode_target: str = "tokens"  # tokens: the EMA target's; pixels: each patch's RGB values
+    # l1, or mse: under L1 an angle-blind latent already predicts the median pixel (no T where an
+    # arm is there under fewer than half the angles), under MSE the mean, which knowing the angle improves
+    decode_loss: str = "l1"
     diag_frames: int = 2048
 
     def __post_init__(self):
         if self.decode_target not in ("tokens", "pixels"):
             raise ValueError(f"encoder.decode_target={self.decode_target!r}; valid: tokens, pixels")
+        if self.decode_loss not in ("l1", "mse"):
+            raise ValueError(f"encoder.decode_loss={self.decode_loss!r}; valid: l1, mse")
 
     @classmethod
     def from_dict(cls, cfg: dict) -> "EncoderConfig":
@@ -282,8 +287,8 @@ class VJEPAModule(LightningModule):
         return F.mse_loss(pred.float(), latents[:, 1:].float())
 
     def _decode_loss(self, frames: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """frames [B, L, ...], their pooled latents [B, L, D] -> L1 between each frame's decoded
-        tokens and the layer-normalised target tokens of that frame encoded alone."""
+        """frames [B, L, ...], their pooled latents [B, L, D] -> L1 (or MSE) between each frame's
+        decoded tokens and the layer-normalised target tokens of that frame encoded alone."""
         single = frames.flatten(0, 1)[:, None]
         if self.context_encoder.tubelet_size == 2:
             single = single.expand(-1, 2, -1, -1, -1)  # as embed_frames encodes a frame
@@ -302,7 +307,8 @@ class VJEPAModule(LightningModule):
                 target = target - target.mean(dim=0, keepdim=True)
                 target = target / target.std().clamp_min(1e-6)
         pred = self.decoder(latents.flatten(0, 1), self.context_encoder.grid(single.shape[1]))
-        return (pred.float() - target).abs().mean()
+        err = pred.float() - target
+        return err.pow(2).mean() if self.cfg.decode_loss == "mse" else err.abs().mean()
 
     def _step(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """-> dict with "loss" (the objective, logged), "backward" (what to differentiate),

@@ -140,8 +140,13 @@ def test_pooled_decode_of_pixels_regresses_each_patch_centred_over_the_batch():
     centred = patches - patches.mean(0)
     expected = (pred - centred / centred.std()).abs().mean()
     assert module._decode_loss(batch["frames"], latents).item() == pytest.approx(expected.item(), rel=1e-4)
+    module.cfg.decode_loss = "mse"
+    squared = (pred - centred / centred.std()).pow(2).mean()
+    assert module._decode_loss(batch["frames"], latents).item() == pytest.approx(squared.item(), rel=1e-4)
     with pytest.raises(ValueError, match="encoder.decode_target='rgb'; valid: tokens, pixels"):
         _module(pooled_decode=1.0, decode_target="rgb")
+    with pytest.raises(ValueError, match="encoder.decode_loss='huber'; valid: l1, mse"):
+        _module(pooled_decode=1.0, decode_loss="huber")
 
 
 def test_sigreg_is_small_for_a_standard_normal_and_large_for_collapsed_or_stretched_latents():
