@@ -97,8 +97,8 @@ class EncoderConfig:
     decode_depth: int = 2
     decode_centered: bool = False  # decode the targets minus their batch mean, at unit scale
     decode_target: str = "tokens"  # tokens: the EMA target's; pixels: each patch's RGB values
-    # l1, or mse: under L1 an angle-blind latent already predicts the median pixel (no T where an
-    # arm is there under fewer than half the angles), under MSE the mean, which knowing the angle improves
+    # l1 | mse. Where the latent cannot place a pixel (a T arm, without the angle), L1's best guess
+    # is the median, often the background; MSE's is the mean, which knowing the angle improves.
     decode_loss: str = "l1"
     diag_frames: int = 2048
 
