@@ -19,6 +19,12 @@ Loss per step (weights in `EncoderConfig`; 0 turns a term off):
   actions, by MSE, with gradient into both latents (no stop-gradient, no EMA), and SIGReg
   (`sigreg_statistic`) holds the latents to an isotropic Gaussian against collapse. `jepa=0`
   turns the masked-prediction term off, for LeWM's two-term objective alone.
+- contrastive (off by default): a time-contrastive InfoNCE term (`clip_contrastive_loss`). A
+  projection head maps each frame's pooled latent to a unit vector; the other frames of its
+  own clip are the positives, every frame of the batch's other clips a negative. What stays
+  fixed within a clip and differs between episodes (the block's pose, its angle included) is
+  what tells a clip's frames apart from the rest, so the term asks for it where the terms above
+  only pay for what moves.
 """
 
 from __future__ import annotations
@@ -81,6 +87,11 @@ class EncoderConfig:
     fd_hidden: int = 512
     sigreg: float = 0.0
     sigreg_directions: int = 256
+    # Time-contrastive InfoNCE over clips (clip_contrastive_loss) through a 2-layer projection
+    # head to contrastive_dim, at contrastive_temperature; 0 = off.
+    contrastive: float = 0.0
+    contrastive_temperature: float = 0.1
+    contrastive_dim: int = 128
     vicreg_var: float = 0.1
     vicreg_cov: float = 0.01
     # Invariance to codec-like noise (encoders.augment), off by default: the pooled latent of
@@ -178,6 +189,23 @@ def sigreg_statistic(z: torch.Tensor, directions: int, generator: torch.Generato
     return 2.0 * len(z) * torch.trapezoid(err * gauss, t, dim=-1).mean()
 
 
+def clip_contrastive_loss(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """z [B, L, K] projected latents of B clips of L frames -> InfoNCE with several positives
+    (SupCon, Khosla et al. 2020) in float32: each frame's positives are the other L-1 frames of
+    its clip, and its softmax runs over every other frame of the batch (cosine similarity over
+    `temperature`). With L = 2 it is SimCLR's NT-Xent."""
+    b, l = z.shape[:2]
+    if b < 2 or l < 2:
+        raise ValueError(f"the contrastive term needs at least 2 clips of 2 frames, got {tuple(z.shape[:2])}")
+    z = F.normalize(z.float().flatten(0, 1), dim=-1)
+    itself = torch.eye(b * l, dtype=torch.bool, device=z.device)
+    logits = (z @ z.T / temperature).masked_fill(itself, float("-inf"))
+    clip = torch.arange(b, device=z.device).repeat_interleave(l)
+    positive = (clip[:, None] == clip[None]) & ~itself
+    log_prob = logits.log_softmax(dim=-1).masked_fill(~positive, 0.0)
+    return -(log_prob.sum(dim=-1) / (l - 1)).mean()
+
+
 class ForwardDynamicsHead(nn.Module):
     """[z_t, normalised stacked actions] -> predicted z_{t+1}: a 2-hidden-layer GELU MLP."""
 
@@ -240,6 +268,9 @@ class VJEPAModule(LightningModule):
         self.id_head = nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, stacked)) if stacked else None
         self.fd_head = (ForwardDynamicsHead(config.dim, stacked, config.fd_hidden)
                         if stacked and config.forward_dynamics > 0 else None)
+        self.contrastive_head = (nn.Sequential(nn.Linear(config.dim, config.fd_hidden), nn.GELU(),
+                                               nn.Linear(config.fd_hidden, config.contrastive_dim))
+                                 if config.contrastive > 0 else None)
         self.register_buffer("action_mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("action_std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-6))
         self._diag: dict[str, list[torch.Tensor]] = {}
@@ -335,7 +366,7 @@ class VJEPAModule(LightningModule):
         id_weight = cfg.inverse_dynamics if actions is not None else 0.0
         fd_weight = cfg.forward_dynamics if actions is not None else 0.0
         shaped = (id_weight > 0 or fd_weight > 0 or cfg.sigreg > 0 or cfg.vicreg_var > 0 or cfg.vicreg_cov > 0
-                  or cfg.pooled_decode > 0)
+                  or cfg.pooled_decode > 0 or cfg.contrastive > 0)
         with torch.set_grad_enabled(torch.is_grad_enabled() and shaped):
             latents = self.context_encoder.embed_frames(frames)  # [B, L, D]
         if actions is None:
@@ -360,8 +391,11 @@ class VJEPAModule(LightningModule):
         else:
             inv = latents.new_zeros(())
         decode = self._decode_loss(frames, latents) if self.decoder is not None else latents.new_zeros(())
+        contrast = (clip_contrastive_loss(self.contrastive_head(latents), cfg.contrastive_temperature)
+                    if self.contrastive_head is not None else latents.new_zeros(()))
         loss = (cfg.jepa * jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov
-                + inv_weight * inv + cfg.pooled_decode * decode + fd_weight * fd + cfg.sigreg * sig)
+                + inv_weight * inv + cfg.pooled_decode * decode + fd_weight * fd + cfg.sigreg * sig
+                + cfg.contrastive * contrast)
         backward = loss if id_weight > 0 or actions is None else loss + id_loss
         return {
             "loss": loss,
@@ -374,6 +408,7 @@ class VJEPAModule(LightningModule):
             "decode_loss": decode,
             "fd_loss": fd,
             "sigreg": sig,
+            "contrastive_loss": contrast,
             "latents": latents,
             "target_tokens": target_tokens,
         }
@@ -383,7 +418,7 @@ class VJEPAModule(LightningModule):
         out = self._step(batch, self._mask_generator(0, batch_idx))
         self.log("train/loss", out["loss"], prog_bar=True)
         for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov", "invariance", "decode_loss", "fd_loss",
-                     "sigreg"):
+                     "sigreg", "contrastive_loss"):
             self.log(f"train/{name}", out[name])
         return out["backward"]
 
@@ -400,7 +435,8 @@ class VJEPAModule(LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self._step(batch, self._mask_generator(1, batch_idx))
-        for name in ("loss", "jepa_loss", "id_loss", "invariance", "decode_loss", "fd_loss", "sigreg"):
+        for name in ("loss", "jepa_loss", "id_loss", "invariance", "decode_loss", "fd_loss", "sigreg",
+                     "contrastive_loss"):
             self.log(f"val/{name}", out[name], sync_dist=True)
         self._collect_diagnostics(batch, out, batch_idx)
 

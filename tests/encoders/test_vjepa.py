@@ -1,3 +1,4 @@
+import math
 from dataclasses import asdict
 
 import lightning
@@ -6,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from encoders import EncoderConfig, VJEPAModule
-from encoders.vjepa import sigreg_statistic
+from encoders.vjepa import clip_contrastive_loss, sigreg_statistic
 
 TINY = dict(dim=32, depth=1, heads=2, pred_dim=16, pred_depth=1, pred_heads=2, warmup_steps=1, diag_frames=32)
 FRAMESKIP, ACTION_DIM, CLIP = 2, 2, 3
@@ -196,3 +197,41 @@ def test_lewm_objective_fits_and_validates_without_the_target_encoder(tmp_path):
     metrics = trainer.callback_metrics
     assert torch.isfinite(metrics["val/fd_loss"]) and torch.isfinite(metrics["val/probe_r2"])
     assert "val/latent_eff_rank" in metrics and "val/target_eff_rank" not in metrics
+
+
+def test_clip_contrastive_loss_is_nt_xent_for_pairs_and_rewards_telling_clips_apart():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(5, 2, 8, generator=g)
+    # For 2-frame clips it is SimCLR's NT-Xent: cross-entropy of each frame against its partner,
+    # over every other frame of the batch.
+    flat = torch.nn.functional.normalize(z.flatten(0, 1), dim=-1)
+    logits = (flat @ flat.T / 0.5).fill_diagonal_(float("-inf"))
+    partner = torch.arange(10) ^ 1
+    assert clip_contrastive_loss(z, 0.5).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, partner).item(), rel=1e-5)
+    # Frames that match their clip and differ from other clips reach the floor, log(L - 1) (the
+    # softmax mass splits over the L - 1 positives), far below random frames; frames that match
+    # every clip score the chance level, log(B L - 1).
+    clips = torch.eye(8)[:4, None].expand(4, 3, 8)
+    assert clip_contrastive_loss(clips, 0.1).item() == pytest.approx(math.log(2), abs=1e-3)
+    assert clip_contrastive_loss(torch.randn(4, 3, 8, generator=g), 0.1).item() > math.log(2) + 1.0
+    same = torch.ones(4, 3, 8)
+    assert clip_contrastive_loss(same, 0.1).item() == pytest.approx(math.log(11), rel=1e-5)
+    with pytest.raises(ValueError, match="at least 2 clips of 2 frames"):
+        clip_contrastive_loss(torch.randn(1, 3, 8), 0.1)
+
+
+def test_contrastive_term_trains_the_encoder_through_its_head():
+    assert _module().contrastive_head is None  # off by default: no extra parameters
+    module = _module(contrastive=0.5, contrastive_temperature=0.2, contrastive_dim=8)
+    batch = next(iter(DataLoader(RandomClips(), batch_size=4)))
+    out = module._step(batch, torch.Generator().manual_seed(0))
+    expected = clip_contrastive_loss(module.contrastive_head(out["latents"]), 0.2)
+    assert out["contrastive_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    without = out["loss"] - 0.5 * out["contrastive_loss"]
+    reference = _module()
+    reference.load_state_dict(module.state_dict(), strict=False)
+    assert without.item() == pytest.approx(reference._step(batch, torch.Generator().manual_seed(0))["loss"].item(),
+                                           rel=1e-5)
+    out["contrastive_loss"].backward()
+    assert module.context_encoder.patch_embed.weight.grad.abs().sum() > 0
