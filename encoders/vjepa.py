@@ -25,13 +25,19 @@ Loss per step (weights in `EncoderConfig`; 0 turns a term off):
   fixed within a clip and differs between episodes (the block's pose, its angle included) is
   what tells a clip's frames apart from the rest, so the term asks for it where the terms above
   only pay for what moves.
+- state_supervision (off by default; privileged, not self-supervised): a BatchNorm + linear head
+  regresses the recorded states (the `state_angles` dims as sine and cosine, each standardised
+  over the batch) from each frame's pooled latent. It needs states in the data, which real videos
+  rarely have. It is a diagnostic: the ceiling of what a latent that carries the whole pose gives
+  the world model and the planners, so the rest of the pipeline can be measured apart from the
+  encoder objective.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +98,10 @@ class EncoderConfig:
     contrastive: float = 0.0
     contrastive_temperature: float = 0.1
     contrastive_dim: int = 128
+    # Privileged state regression (see the module docstring); 0 = off. state_angles: the state
+    # dims that are angles, regressed as (sin, cos).
+    state_supervision: float = 0.0
+    state_angles: list[int] = field(default_factory=list)
     vicreg_var: float = 0.1
     vicreg_cov: float = 0.01
     # Invariance to codec-like noise (encoders.augment), off by default: the pooled latent of
@@ -206,6 +216,17 @@ def clip_contrastive_loss(z: torch.Tensor, temperature: float) -> torch.Tensor:
     return -(log_prob.sum(dim=-1) / (l - 1)).mean()
 
 
+def state_targets(states: torch.Tensor, angles: list[int]) -> torch.Tensor:
+    """states [..., S] -> [..., S + len(angles)]: the non-angle dims, then (sin, cos) of each angle dim."""
+    states = states.float()
+    bad = [a for a in angles if not 0 <= a < states.shape[-1]]
+    if bad:
+        raise ValueError(f"encoder.state_angles={list(angles)}: dims {bad} are outside the {states.shape[-1]}-d state")
+    keep = [i for i in range(states.shape[-1]) if i not in angles]
+    angle = states[..., list(angles)]
+    return torch.cat([states[..., keep], angle.sin(), angle.cos()], dim=-1)
+
+
 class ForwardDynamicsHead(nn.Module):
     """[z_t, normalised stacked actions] -> predicted z_{t+1}: a 2-hidden-layer GELU MLP."""
 
@@ -238,6 +259,7 @@ class VJEPAModule(LightningModule):
         action_mean: list[float],
         action_std: list[float],
         max_steps: int | None = None,
+        state_dim: int = 0,
     ):
         super().__init__()
         config = EncoderConfig.from_dict(dict(cfg))
@@ -254,6 +276,7 @@ class VJEPAModule(LightningModule):
                 "action_mean": [float(v) for v in action_mean],
                 "action_std": [float(v) for v in action_std],
                 "max_steps": None if max_steps is None else int(max_steps),
+                "state_dim": int(state_dim),
             }
         )
         self.cfg = config
@@ -268,9 +291,17 @@ class VJEPAModule(LightningModule):
         self.id_head = nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, stacked)) if stacked else None
         self.fd_head = (ForwardDynamicsHead(config.dim, stacked, config.fd_hidden)
                         if stacked and config.forward_dynamics > 0 else None)
-        self.contrastive_head = (nn.Sequential(nn.Linear(config.dim, config.fd_hidden), nn.GELU(),
-                                               nn.Linear(config.fd_hidden, config.contrastive_dim))
+        # BatchNorm first, as in the inverse-dynamics head: the token mean's spread starts near 5e-4
+        # (the common offset dominates), and without it the head sees one point and the term sits at
+        # chance, log(B L - 1).
+        self.contrastive_head = (nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, config.fd_hidden),
+                                               nn.GELU(), nn.Linear(config.fd_hidden, config.contrastive_dim))
                                  if config.contrastive > 0 else None)
+        if config.state_supervision > 0 and state_dim < 1:
+            raise ValueError("encoder.state_supervision > 0 needs states in the data set (state_dim 0)")
+        targets = state_dim + len(config.state_angles)
+        self.state_head = (nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, targets))
+                           if config.state_supervision > 0 else None)
         self.register_buffer("action_mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("action_std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-6))
         self._diag: dict[str, list[torch.Tensor]] = {}
@@ -316,6 +347,15 @@ class VJEPAModule(LightningModule):
         gradient into the targets too (LeWM: SIGReg, not a stop-gradient, prevents collapse)."""
         pred = self.fd_head(latents[:, :-1], self._normalised_actions(actions))
         return F.mse_loss(pred.float(), latents[:, 1:].float())
+
+    def _state_loss(self, latents: torch.Tensor, batch: dict) -> torch.Tensor:
+        """latents [B, L, D] -> MSE of the state head against the batch's states, as `state_targets`
+        standardised over the batch (privileged; see the module docstring)."""
+        if "states" not in batch:
+            raise ValueError("encoder.state_supervision > 0 but the batch carries no states")
+        target = state_targets(batch["states"], self.cfg.state_angles).flatten(0, 1)
+        target = (target - target.mean(dim=0)) / target.std(dim=0).clamp_min(1e-6)
+        return F.mse_loss(self.state_head(latents.flatten(0, 1)).float(), target)
 
     def _decode_loss(self, frames: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """frames [B, L, ...], their pooled latents [B, L, D] -> L1 (or MSE) between each frame's
@@ -366,7 +406,7 @@ class VJEPAModule(LightningModule):
         id_weight = cfg.inverse_dynamics if actions is not None else 0.0
         fd_weight = cfg.forward_dynamics if actions is not None else 0.0
         shaped = (id_weight > 0 or fd_weight > 0 or cfg.sigreg > 0 or cfg.vicreg_var > 0 or cfg.vicreg_cov > 0
-                  or cfg.pooled_decode > 0 or cfg.contrastive > 0)
+                  or cfg.pooled_decode > 0 or cfg.contrastive > 0 or cfg.state_supervision > 0)
         with torch.set_grad_enabled(torch.is_grad_enabled() and shaped):
             latents = self.context_encoder.embed_frames(frames)  # [B, L, D]
         if actions is None:
@@ -391,11 +431,13 @@ class VJEPAModule(LightningModule):
         else:
             inv = latents.new_zeros(())
         decode = self._decode_loss(frames, latents) if self.decoder is not None else latents.new_zeros(())
-        contrast = (clip_contrastive_loss(self.contrastive_head(latents), cfg.contrastive_temperature)
+        contrast = (clip_contrastive_loss(self.contrastive_head(latents.flatten(0, 1)).unflatten(0, latents.shape[:2]),
+                                          cfg.contrastive_temperature)
                     if self.contrastive_head is not None else latents.new_zeros(()))
+        state = self._state_loss(latents, batch) if self.state_head is not None else latents.new_zeros(())
         loss = (cfg.jepa * jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov
                 + inv_weight * inv + cfg.pooled_decode * decode + fd_weight * fd + cfg.sigreg * sig
-                + cfg.contrastive * contrast)
+                + cfg.contrastive * contrast + cfg.state_supervision * state)
         backward = loss if id_weight > 0 or actions is None else loss + id_loss
         return {
             "loss": loss,
@@ -409,6 +451,7 @@ class VJEPAModule(LightningModule):
             "fd_loss": fd,
             "sigreg": sig,
             "contrastive_loss": contrast,
+            "state_loss": state,
             "latents": latents,
             "target_tokens": target_tokens,
         }
@@ -418,7 +461,7 @@ class VJEPAModule(LightningModule):
         out = self._step(batch, self._mask_generator(0, batch_idx))
         self.log("train/loss", out["loss"], prog_bar=True)
         for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov", "invariance", "decode_loss", "fd_loss",
-                     "sigreg", "contrastive_loss"):
+                     "sigreg", "contrastive_loss", "state_loss"):
             self.log(f"train/{name}", out[name])
         return out["backward"]
 
@@ -436,7 +479,7 @@ class VJEPAModule(LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self._step(batch, self._mask_generator(1, batch_idx))
         for name in ("loss", "jepa_loss", "id_loss", "invariance", "decode_loss", "fd_loss", "sigreg",
-                     "contrastive_loss"):
+                     "contrastive_loss", "state_loss"):
             self.log(f"val/{name}", out[name], sync_dist=True)
         self._collect_diagnostics(batch, out, batch_idx)
 

@@ -222,7 +222,8 @@ def train_encoder(cfg: DictConfig, dm: ClipDataModule, out: Path) -> None:
     enc_cfg = asdict(to_dataclass(cfg.encoder, EncoderConfig))
     module = VJEPAModule(enc_cfg, img_size=dm.image_size, frameskip=cfg.data.frameskip,
                          action_dim=dm.action_dim, action_mean=dm.action_mean.tolist(),
-                         action_std=dm.action_std.tolist(), max_steps=steps)
+                         action_std=dm.action_std.tolist(), max_steps=steps,
+                         state_dim=dm.state_dim if cfg.encoder.state_supervision > 0 else 0)
     trainer = make_trainer(cfg, out, "encoder", steps)
     log(f"stage encoder: {steps} steps, precision {trainer.precision}, output {out / 'encoder'}")
     trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, out, "encoder"))

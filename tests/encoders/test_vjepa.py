@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from encoders import EncoderConfig, VJEPAModule
-from encoders.vjepa import clip_contrastive_loss, sigreg_statistic
+from encoders.vjepa import clip_contrastive_loss, sigreg_statistic, state_targets
 
 TINY = dict(dim=32, depth=1, heads=2, pred_dim=16, pred_depth=1, pred_heads=2, warmup_steps=1, diag_frames=32)
 FRAMESKIP, ACTION_DIM, CLIP = 2, 2, 3
@@ -226,7 +226,7 @@ def test_contrastive_term_trains_the_encoder_through_its_head():
     module = _module(contrastive=0.5, contrastive_temperature=0.2, contrastive_dim=8)
     batch = next(iter(DataLoader(RandomClips(), batch_size=4)))
     out = module._step(batch, torch.Generator().manual_seed(0))
-    expected = clip_contrastive_loss(module.contrastive_head(out["latents"]), 0.2)
+    expected = clip_contrastive_loss(module.contrastive_head(out["latents"].flatten(0, 1)).unflatten(0, (4, CLIP)), 0.2)
     assert out["contrastive_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     without = out["loss"] - 0.5 * out["contrastive_loss"]
     reference = _module()
@@ -235,3 +235,35 @@ def test_contrastive_term_trains_the_encoder_through_its_head():
                                            rel=1e-5)
     out["contrastive_loss"].backward()
     assert module.context_encoder.patch_embed.weight.grad.abs().sum() > 0
+
+
+def test_state_targets_turn_angle_dims_into_sine_and_cosine():
+    states = torch.tensor([[1.0, 2.0, math.pi / 2, 3.0]])
+    assert state_targets(states, [2])[0].tolist() == pytest.approx([1.0, 2.0, 3.0, 1.0, 0.0], abs=1e-6)
+    assert state_targets(states, []).tolist() == states.tolist()
+    with pytest.raises(ValueError, match=r"encoder.state_angles=\[4\]: dims \[4\] are outside the 4-d state"):
+        state_targets(states, [4])
+
+
+def test_state_supervision_regresses_standardised_states_from_the_pooled_latent():
+    assert _module().state_head is None  # off by default
+    with pytest.raises(ValueError, match="needs states in the data set"):
+        _module(state_supervision=1.0)
+    cfg = asdict(EncoderConfig(**{**TINY, "state_supervision": 2.0, "state_angles": [1]}))
+    module = VJEPAModule(cfg, img_size=32, frameskip=FRAMESKIP, action_dim=ACTION_DIM, action_mean=[0.0, 0.1],
+                         action_std=[1.0, 2.0], max_steps=3, state_dim=2)
+    assert module.state_head[-1].out_features == 3  # s0, sin s1, cos s1
+    batch = next(iter(DataLoader(RandomClips(), batch_size=4)))
+    out = module._step(batch, torch.Generator().manual_seed(0))
+    target = state_targets(batch["states"], [1]).flatten(0, 1)
+    target = (target - target.mean(0)) / target.std(0)
+    expected = (module.state_head(out["latents"].flatten(0, 1)) - target).pow(2).mean()
+    assert out["state_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    reference = _module()
+    reference.load_state_dict(module.state_dict(), strict=False)
+    without = reference._step(batch, torch.Generator().manual_seed(0))["loss"].item()
+    assert out["loss"].item() == pytest.approx(without + 2.0 * out["state_loss"].item(), rel=1e-5)
+    out["state_loss"].backward()
+    assert module.context_encoder.patch_embed.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="the batch carries no states"):
+        module._step({k: v for k, v in batch.items() if k != "states"}, torch.Generator().manual_seed(0))
