@@ -293,14 +293,15 @@ class VJEPAModule(LightningModule):
                         if stacked and config.forward_dynamics > 0 else None)
         # BatchNorm first, as in the inverse-dynamics head: the token mean's spread starts near 5e-4
         # (the common offset dominates), and without it the head sees one point and the term sits at
-        # chance, log(B L - 1).
-        self.contrastive_head = (nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, config.fd_hidden),
+        # chance, log(B L - 1). Batch statistics in eval mode too (no running statistics): running
+        # ones lag the moving offset, and the validation loss then reads chance while training does not.
+        self.contrastive_head = (nn.Sequential(_batch_norm(config.dim), nn.Linear(config.dim, config.fd_hidden),
                                                nn.GELU(), nn.Linear(config.fd_hidden, config.contrastive_dim))
                                  if config.contrastive > 0 else None)
         if config.state_supervision > 0 and state_dim < 1:
             raise ValueError("encoder.state_supervision > 0 needs states in the data set (state_dim 0)")
         targets = state_dim + len(config.state_angles)
-        self.state_head = (nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, targets))
+        self.state_head = (nn.Sequential(_batch_norm(config.dim), nn.Linear(config.dim, targets))
                            if config.state_supervision > 0 else None)
         self.register_buffer("action_mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("action_std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-6))
@@ -544,6 +545,11 @@ class VJEPAModule(LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _batch_norm(dim: int) -> nn.BatchNorm1d:
+    """BatchNorm of a loss head: batch statistics in training and in validation alike."""
+    return nn.BatchNorm1d(dim, track_running_stats=False)
 
 
 def _stacked_stats(values, action_dim: int, frameskip: int, name: str) -> list[float]:

@@ -267,3 +267,16 @@ def test_state_supervision_regresses_standardised_states_from_the_pooled_latent(
     assert module.context_encoder.patch_embed.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="the batch carries no states"):
         module._step({k: v for k, v in batch.items() if k != "states"}, torch.Generator().manual_seed(0))
+
+
+def test_contrastive_and_state_heads_score_validation_with_batch_statistics():
+    cfg = asdict(EncoderConfig(**{**TINY, "contrastive": 1.0, "state_supervision": 1.0}))
+    module = VJEPAModule(cfg, img_size=32, frameskip=FRAMESKIP, action_dim=ACTION_DIM, action_mean=[0.0, 0.1],
+                         action_std=[1.0, 2.0], max_steps=3, state_dim=2)
+    batch = next(iter(DataLoader(RandomClips(), batch_size=4)))
+    train = module._step(batch, torch.Generator().manual_seed(0))
+    module.eval()
+    with torch.no_grad():
+        val = module._step(batch, torch.Generator().manual_seed(0))
+    for name in ("contrastive_loss", "state_loss"):
+        assert val[name].item() == pytest.approx(train[name].item(), rel=1e-4), name
