@@ -32,20 +32,46 @@ def encode_episodes(encoder, episodes: Iterable, batch_frames: int = 512, device
     or None (lazy frames, memory-mapped or decoded, are read a chunk at a time). Returns flat tensors
     `latents [N,D]`, `actions [N,A]`, `states [N,S]` and `lengths [E]`.
     """
-    latents, actions, states, lengths = [], [], [], []
+    # Rows go into buffers that double when full, not lists of one small tensor per chunk or episode:
+    # small long-lived blocks between the encoder's large transient ones keep glibc from giving freed
+    # memory back (its mmap threshold rises after the first large frees). With lists, encoding 3,000
+    # Push-T episodes peaked at 19 GB of RSS.
+    latents, actions, states, lengths = _Rows(), _Rows(), _Rows(), []
     encoder = encoder.to(device).eval()
     for ep in episodes:
         for start in range(0, len(ep.frames), batch_frames):
             chunk = torch.from_numpy(np.array(ep.frames[start:start + batch_frames]))  # copy out of the mmap
             chunk = chunk.permute(0, 3, 1, 2).unsqueeze(1).to(device)  # [n,1,3,H,W]: frames encoded alone
-            latents.append(encoder.embed_frames(chunk)[:, 0].float().cpu())
-        actions.append(torch.from_numpy(np.asarray(ep.actions, dtype=np.float32)))
+            latents.add(encoder.embed_frames(chunk)[:, 0].float().cpu())
+        actions.add(torch.as_tensor(np.asarray(ep.actions, dtype=np.float32)))
         # An episode without states contributes [T, 0]: diagnostics that need states switch off.
-        states.append(torch.zeros(len(ep.frames), 0) if ep.states is None
-                      else torch.from_numpy(np.asarray(ep.states, dtype=np.float32)))
+        states.add(torch.zeros(len(ep.frames), 0) if ep.states is None
+                   else torch.as_tensor(np.asarray(ep.states, dtype=np.float32)))
         lengths.append(len(ep.frames))
-    return {"latents": torch.cat(latents), "actions": torch.cat(actions), "states": torch.cat(states),
+    if not lengths:
+        raise ValueError("encode_episodes: no episodes to encode")
+    return {"latents": latents.rows(), "actions": actions.rows(), "states": states.rows(),
             "lengths": torch.tensor(lengths)}
+
+
+class _Rows:
+    """Float32 rows [n, k] appended in blocks into one buffer that doubles when full."""
+
+    def __init__(self):
+        self.buffer, self.filled = None, 0
+
+    def add(self, block: torch.Tensor) -> None:
+        if self.buffer is None or self.filled + len(block) > len(self.buffer):
+            size = max(2 * (0 if self.buffer is None else len(self.buffer)), self.filled + len(block), 1024)
+            grown = torch.empty(size, block.shape[-1])
+            if self.filled:
+                grown[:self.filled] = self.buffer[:self.filled]
+            self.buffer = grown
+        self.buffer[self.filled:self.filled + len(block)] = block
+        self.filled += len(block)
+
+    def rows(self) -> torch.Tensor:
+        return self.buffer[:self.filled].clone()
 
 
 @torch.no_grad()
