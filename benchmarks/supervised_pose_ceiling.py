@@ -14,7 +14,7 @@ do not (benchmarks/probe_block_pose.py), the objective, not the architecture or 
 is what keeps the pose out of the latent.
 
 Keys: model (vit | cnn), steps (8000), data (data/pusht_tiny), fit_to (900), test_to (1000),
-every (2), batch (128), device (cuda when present), seed (0).
+every (2), batch (128), eval_every (1000), lr (the model's default), device (cuda when present), seed (0).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def build(model: str, img_size: int, device: str):
 
 def main(argv: list[str]) -> None:
     args = script_args(argv, {"model": "vit", "steps": 8000, "data": "data/pusht_tiny", "fit_to": 900,
-                              "test_to": 1000, "every": 2, "batch": 128, "device": None, "seed": 0})
+                              "test_to": 1000, "every": 2, "batch": 128, "eval_every": 1000, "lr": None, "device": None,
+                              "seed": 0})
     device = args["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args["seed"])
     store = EpisodeStore(args["data"])
@@ -81,7 +82,7 @@ def main(argv: list[str]) -> None:
     mean, std = ya.mean(0), ya.std(0)
     ya, yb = (ya - mean) / std, (yb - mean) / std
     net, predict, lr = build(args["model"], xa.shape[-1], device)
-    opt = torch.optim.AdamW(net.parameters(), lr)
+    opt = torch.optim.AdamW(net.parameters(), args["lr"] or lr)
     autocast = dict(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
     print(f"{args['model']} on {args['data']}: fit {len(xa)} frames (episodes 0-{args['fit_to'] - 1}), "
           f"score {len(xb)} (episodes {args['fit_to']}-{args['test_to'] - 1}), every {args['every']}th step")
@@ -93,7 +94,7 @@ def main(argv: list[str]) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 1000 == 0 or step == args["steps"]:
+        if step % args["eval_every"] == 0 or step == args["steps"]:
             with torch.no_grad(), torch.autocast(**autocast):
                 p = torch.cat([predict(xb[j:j + 1000]).float() for j in range(0, len(xb), 1000)])
             r2 = 1 - (p - yb).pow(2).sum(0) / (yb - yb.mean(0)).pow(2).sum(0)
