@@ -14,7 +14,9 @@ do not (benchmarks/probe_block_pose.py), the objective, not the architecture or 
 is what keeps the pose out of the latent.
 
 Keys: model (vit | cnn), steps (8000), data (data/pusht_tiny), fit_to (900), test_to (1000),
-every (2), batch (128), eval_every (1000), lr (the model's default), device (cuda when present), seed (0).
+every (2), batch (128), eval_every (1000), lr (the model's default),
+head (linear | bn: the BatchNorm + linear head of `encoder.state_supervision`, ViT only),
+targets (pose | all: every probe feature, velocities included, as `encoder.state_supervision`), device (cuda when present), seed (0).
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ from jepa_plan.config import script_args  # noqa: E402
 from jepa_plan.data.episodes import EpisodeStore, episode_name  # noqa: E402
 from jepa_plan.envs.pusht import PushTEnv  # noqa: E402
 
-TARGETS = ["block_x", "block_y", "block_sin", "block_cos"]
+# pose: the block alone; all: every probe feature (agent x, y and velocity too), as encoder.state_supervision regresses
+TARGET_SETS = {"pose": ["block_x", "block_y", "block_sin", "block_cos"],
+               "all": PushTEnv.probe_features(np.zeros((1, 7)))[1]}
 
 
-def frames_and_pose(store: EpisodeStore, indices: range, every: int, device: str):
-    """uint8 frames [N, 3, H, W] and block-pose targets [N, 4] of every `every`-th step."""
+def frames_and_pose(store: EpisodeStore, indices: range, every: int, device: str, targets: list[str]):
+    """uint8 frames [N, 3, H, W] and the `targets` features [N, len(targets)] of every `every`-th step."""
     names = PushTEnv.probe_features(np.zeros((1, 7)))[1]
-    keep = [names.index(t) for t in TARGETS]
+    keep = [names.index(t) for t in targets]
     frames, pose = [], []
     for i in indices:
         ep = store.episode(episode_name(i))
@@ -52,41 +56,48 @@ def frames_and_pose(store: EpisodeStore, indices: range, every: int, device: str
     return x, torch.from_numpy(np.concatenate(pose)).float().to(device)
 
 
-def build(model: str, img_size: int, device: str):
+def build(model: str, img_size: int, device: str, outputs: int, head: str = "linear"):
     """-> (module holding the parameters, uint8 frames [B, 3, H, W] -> predictions [B, 4], lr)."""
+    if head not in ("linear", "bn"):
+        raise SystemExit(f"head={head!r}; valid: linear, bn")
     if model == "vit":
         vit = VideoViT(img_size=img_size, patch_size=8, dim=128, depth=4, heads=4)
-        head = nn.Linear(128, len(TARGETS))
+        head = nn.Linear(128, outputs) if head == "linear" else nn.Sequential(
+            nn.BatchNorm1d(128, track_running_stats=False), nn.Linear(128, outputs))
         net = nn.ModuleList([vit, head]).to(device)
         return net, lambda x: head(vit.embed_frames(x[:, None])[:, 0]), 3e-4
     if model == "cnn":
         side = img_size // 8
         net = nn.Sequential(nn.Conv2d(3, 32, 5, 2, 2), nn.GELU(), nn.Conv2d(32, 64, 3, 2, 1), nn.GELU(),
                             nn.Conv2d(64, 64, 3, 2, 1), nn.GELU(), nn.Flatten(), nn.Linear(64 * side * side, 256),
-                            nn.GELU(), nn.Linear(256, len(TARGETS))).to(device)
+                            nn.GELU(), nn.Linear(256, outputs)).to(device)
         return net, lambda x: net(x.float() / 127.5 - 1), 1e-3
     raise SystemExit(f"model={model!r}; valid: vit, cnn")
 
 
 def main(argv: list[str]) -> None:
     args = script_args(argv, {"model": "vit", "steps": 8000, "data": "data/pusht_tiny", "fit_to": 900,
-                              "test_to": 1000, "every": 2, "batch": 128, "eval_every": 1000, "lr": None, "device": None,
+                              "test_to": 1000, "every": 2, "batch": 128, "eval_every": 1000, "lr": None,
+                              "head": "linear", "targets": "pose", "device": None,
                               "seed": 0})
     device = args["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args["seed"])
     store = EpisodeStore(args["data"])
     if args["test_to"] > len(store):
         raise SystemExit(f"test_to={args['test_to']} but {args['data']} holds {len(store)} episodes")
-    xa, ya = frames_and_pose(store, range(0, args["fit_to"]), args["every"], device)
-    xb, yb = frames_and_pose(store, range(args["fit_to"], args["test_to"]), args["every"], device)
+    if args["targets"] not in TARGET_SETS:
+        raise SystemExit(f"targets={args['targets']!r}; valid: {', '.join(TARGET_SETS)}")
+    targets = TARGET_SETS[args["targets"]]
+    xa, ya = frames_and_pose(store, range(0, args["fit_to"]), args["every"], device, targets)
+    xb, yb = frames_and_pose(store, range(args["fit_to"], args["test_to"]), args["every"], device, targets)
     mean, std = ya.mean(0), ya.std(0)
     ya, yb = (ya - mean) / std, (yb - mean) / std
-    net, predict, lr = build(args["model"], xa.shape[-1], device)
+    net, predict, lr = build(args["model"], xa.shape[-1], device, len(targets), args["head"])
     opt = torch.optim.AdamW(net.parameters(), args["lr"] or lr)
     autocast = dict(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
     print(f"{args['model']} on {args['data']}: fit {len(xa)} frames (episodes 0-{args['fit_to'] - 1}), "
           f"score {len(xb)} (episodes {args['fit_to']}-{args['test_to'] - 1}), every {args['every']}th step")
-    print(f"| step | held-out R^2: {' / '.join(TARGETS)} |\n|---|---|")
+    print(f"| step | held-out R^2: {' / '.join(targets)} |\n|---|---|")
     for step in range(1, args["steps"] + 1):
         i = torch.randint(0, len(xa), (args["batch"],), device=device)
         with torch.autocast(**autocast):
