@@ -16,7 +16,7 @@ is what keeps the pose out of the latent.
 Keys: model (vit | cnn), steps (8000), data (data/pusht_tiny), fit_to (900), test_to (1000),
 every (2), batch (128), eval_every (1000), lr (the model's default),
 head (linear | bn: the BatchNorm + linear head of `encoder.state_supervision`, ViT only),
-targets (pose | all: every probe feature, velocities included, as `encoder.state_supervision`), device (cuda when present), seed (0).
+targets (pose | positions: the agent's x, y too | all: every probe feature, velocities included, as `encoder.state_supervision`), device (cuda when present), seed (0).
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ from jepa_plan.config import script_args  # noqa: E402
 from jepa_plan.data.episodes import EpisodeStore, episode_name  # noqa: E402
 from jepa_plan.envs.pusht import PushTEnv  # noqa: E402
 
-# pose: the block alone; all: every probe feature (agent x, y and velocity too), as encoder.state_supervision regresses
+# pose: the block alone; positions: the agent's position too; all: every probe feature (agent x, y and velocity too), as encoder.state_supervision regresses
 TARGET_SETS = {"pose": ["block_x", "block_y", "block_sin", "block_cos"],
+               "positions": ["agent_x", "agent_y", "block_x", "block_y", "block_sin", "block_cos"],
                "all": PushTEnv.probe_features(np.zeros((1, 7)))[1]}
 
 
