@@ -26,8 +26,8 @@ Loss per step (weights in `EncoderConfig`; 0 turns a term off):
   what tells a clip's frames apart from the rest, so the term asks for it where the terms above
   only pay for what moves.
 - state_supervision (off by default; privileged, not self-supervised): a BatchNorm + linear head
-  regresses the recorded states (the `state_angles` dims as sine and cosine, each standardised
-  over the batch) from each frame's pooled latent. It needs states in the data, which real videos
+  regresses the recorded states (the `state_dims`, all by default; the `state_angles` dims as sine
+  and cosine; each standardised over the batch) from each frame's pooled latent. It needs states in the data, which real videos
   rarely have. It is a diagnostic: the ceiling of what a latent that carries the whole pose gives
   the world model and the planners, so the rest of the pipeline can be measured apart from the
   encoder objective.
@@ -99,9 +99,11 @@ class EncoderConfig:
     contrastive_temperature: float = 0.1
     contrastive_dim: int = 128
     # Privileged state regression (see the module docstring); 0 = off. state_angles: the state
-    # dims that are angles, regressed as (sin, cos).
+    # dims that are angles, regressed as (sin, cos). state_dims: the dims regressed (empty: all).
+    # On Push-T, regressing the agent beside the block keeps the block's angle out (docs/results.md).
     state_supervision: float = 0.0
     state_angles: list[int] = field(default_factory=list)
+    state_dims: list[int] = field(default_factory=list)
     vicreg_var: float = 0.1
     vicreg_cov: float = 0.01
     # Invariance to codec-like noise (encoders.augment), off by default: the pooled latent of
@@ -216,13 +218,22 @@ def clip_contrastive_loss(z: torch.Tensor, temperature: float) -> torch.Tensor:
     return -(log_prob.sum(dim=-1) / (l - 1)).mean()
 
 
-def state_targets(states: torch.Tensor, angles: list[int]) -> torch.Tensor:
-    """states [..., S] -> [..., S + len(angles)]: the non-angle dims, then (sin, cos) of each angle dim."""
+def state_targets(states: torch.Tensor, angles: list[int], dims: list[int] | None = None) -> torch.Tensor:
+    """states [..., S] -> [..., len(dims) + len(angles)]: the `dims` (all when empty) that are not
+    angles, then (sin, cos) of each angle dim."""
     states = states.float()
-    bad = [a for a in angles if not 0 <= a < states.shape[-1]]
+    size = states.shape[-1]
+    bad = [a for a in angles if not 0 <= a < size]
     if bad:
-        raise ValueError(f"encoder.state_angles={list(angles)}: dims {bad} are outside the {states.shape[-1]}-d state")
-    keep = [i for i in range(states.shape[-1]) if i not in angles]
+        raise ValueError(f"encoder.state_angles={list(angles)}: dims {bad} are outside the {size}-d state")
+    dims = list(dims) if dims else list(range(size))
+    bad = [d for d in dims if not 0 <= d < size]
+    if bad:
+        raise ValueError(f"encoder.state_dims={dims}: dims {bad} are outside the {size}-d state")
+    left_out = [a for a in angles if a not in dims]
+    if left_out:
+        raise ValueError(f"encoder.state_angles={list(angles)}: dims {left_out} are not in encoder.state_dims={dims}")
+    keep = [i for i in dims if i not in angles]
     angle = states[..., list(angles)]
     return torch.cat([states[..., keep], angle.sin(), angle.cos()], dim=-1)
 
@@ -300,9 +311,10 @@ class VJEPAModule(LightningModule):
                                  if config.contrastive > 0 else None)
         if config.state_supervision > 0 and state_dim < 1:
             raise ValueError("encoder.state_supervision > 0 needs states in the data set (state_dim 0)")
-        targets = state_dim + len(config.state_angles)
-        self.state_head = (nn.Sequential(_batch_norm(config.dim), nn.Linear(config.dim, targets))
-                           if config.state_supervision > 0 else None)
+        self.state_head = None
+        if config.state_supervision > 0:  # a bad state_dims or state_angles fails here, named
+            targets = state_targets(torch.zeros(1, state_dim), config.state_angles, config.state_dims).shape[-1]
+            self.state_head = nn.Sequential(_batch_norm(config.dim), nn.Linear(config.dim, targets))
         self.register_buffer("action_mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("action_std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-6))
         self._diag: dict[str, list[torch.Tensor]] = {}
@@ -354,7 +366,7 @@ class VJEPAModule(LightningModule):
         standardised over the batch (privileged; see the module docstring)."""
         if "states" not in batch:
             raise ValueError("encoder.state_supervision > 0 but the batch carries no states")
-        target = state_targets(batch["states"], self.cfg.state_angles).flatten(0, 1)
+        target = state_targets(batch["states"], self.cfg.state_angles, self.cfg.state_dims).flatten(0, 1)
         target = (target - target.mean(dim=0)) / target.std(dim=0).clamp_min(1e-6)
         return F.mse_loss(self.state_head(latents.flatten(0, 1)).float(), target)
 

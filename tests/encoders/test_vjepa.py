@@ -243,6 +243,13 @@ def test_state_targets_turn_angle_dims_into_sine_and_cosine():
     assert state_targets(states, []).tolist() == states.tolist()
     with pytest.raises(ValueError, match=r"encoder.state_angles=\[4\]: dims \[4\] are outside the 4-d state"):
         state_targets(states, [4])
+    # state_dims picks the dims (their order kept), angles among them as (sin, cos) at the end
+    assert state_targets(states, [2], [3, 2]).tolist()[0] == pytest.approx([3.0, 1.0, 0.0], abs=1e-6)
+    assert state_targets(states, [], [1]).tolist() == [[2.0]]
+    with pytest.raises(ValueError, match=r"encoder.state_dims=\[0, 5\]: dims \[5\] are outside the 4-d state"):
+        state_targets(states, [], [0, 5])
+    with pytest.raises(ValueError, match=r"encoder.state_angles=\[2\]: dims \[2\] are not in encoder.state_dims=\[0\]"):
+        state_targets(states, [2], [0])
 
 
 def test_state_supervision_regresses_standardised_states_from_the_pooled_latent():
@@ -267,6 +274,24 @@ def test_state_supervision_regresses_standardised_states_from_the_pooled_latent(
     assert module.context_encoder.patch_embed.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="the batch carries no states"):
         module._step({k: v for k, v in batch.items() if k != "states"}, torch.Generator().manual_seed(0))
+
+
+def test_state_supervision_regresses_only_the_chosen_state_dims():
+    cfg = asdict(EncoderConfig(**{**TINY, "state_supervision": 1.0, "state_dims": [1], "state_angles": [1]}))
+    module = VJEPAModule(cfg, img_size=32, frameskip=FRAMESKIP, action_dim=ACTION_DIM, action_mean=[0.0, 0.1],
+                         action_std=[1.0, 2.0], max_steps=3, state_dim=2)
+    assert module.state_head[-1].out_features == 2  # sin s1, cos s1; s0 left out
+    batch = next(iter(DataLoader(RandomClips(), batch_size=4)))
+    out = module._step(batch, torch.Generator().manual_seed(0))
+    angle = batch["states"][..., 1].flatten(0, 1)
+    target = torch.stack([angle.sin(), angle.cos()], dim=-1)
+    target = (target - target.mean(0)) / target.std(0)
+    expected = (module.state_head(out["latents"].flatten(0, 1)) - target).pow(2).mean()
+    assert out["state_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    bad = asdict(EncoderConfig(**{**TINY, "state_supervision": 1.0, "state_dims": [0, 2]}))
+    with pytest.raises(ValueError, match=r"encoder.state_dims=\[0, 2\]: dims \[2\] are outside the 2-d state"):
+        VJEPAModule(bad, img_size=32, frameskip=FRAMESKIP, action_dim=ACTION_DIM, action_mean=[0.0, 0.1],
+                    action_std=[1.0, 2.0], max_steps=3, state_dim=2)
 
 
 def test_contrastive_and_state_heads_score_validation_with_batch_statistics():
