@@ -16,7 +16,8 @@ is what keeps the pose out of the latent.
 Keys: model (vit | cnn), steps (8000), data (data/pusht_tiny), fit_to (900), test_to (1000),
 every (2), batch (128), eval_every (1000), lr (the model's default),
 head (linear | bn: the BatchNorm + linear head of `encoder.state_supervision`, ViT only),
-targets (pose | positions: the agent's x, y too | all: every probe feature, velocities included, as `encoder.state_supervision`), device (cuda when present), seed (0).
+targets (pose | positions: the agent's x, y too | all: every probe feature, velocities included,
+as `encoder.state_supervision` regresses by default), device (cuda when present), seed (0).
 """
 
 from __future__ import annotations
@@ -36,16 +37,15 @@ from jepa_plan.config import script_args  # noqa: E402
 from jepa_plan.data.episodes import EpisodeStore, episode_name  # noqa: E402
 from jepa_plan.envs.pusht import PushTEnv  # noqa: E402
 
-# pose: the block alone; positions: the agent's position too; all: every probe feature (agent x, y and velocity too), as encoder.state_supervision regresses
+FEATURES = PushTEnv.probe_features(np.zeros((1, 7)))[1]  # the names of the probe's features
 TARGET_SETS = {"pose": ["block_x", "block_y", "block_sin", "block_cos"],
                "positions": ["agent_x", "agent_y", "block_x", "block_y", "block_sin", "block_cos"],
-               "all": PushTEnv.probe_features(np.zeros((1, 7)))[1]}
+               "all": FEATURES}
 
 
 def frames_and_pose(store: EpisodeStore, indices: range, every: int, device: str, targets: list[str]):
     """uint8 frames [N, 3, H, W] and the `targets` features [N, len(targets)] of every `every`-th step."""
-    names = PushTEnv.probe_features(np.zeros((1, 7)))[1]
-    keep = [names.index(t) for t in targets]
+    keep = [FEATURES.index(t) for t in targets]
     frames, pose = [], []
     for i in indices:
         ep = store.episode(episode_name(i))
@@ -58,15 +58,15 @@ def frames_and_pose(store: EpisodeStore, indices: range, every: int, device: str
 
 
 def build(model: str, img_size: int, device: str, outputs: int, head: str = "linear"):
-    """-> (module holding the parameters, uint8 frames [B, 3, H, W] -> predictions [B, 4], lr)."""
+    """-> (module holding the parameters, uint8 frames [B, 3, H, W] -> predictions [B, outputs], lr)."""
     if head not in ("linear", "bn"):
         raise SystemExit(f"head={head!r}; valid: linear, bn")
     if model == "vit":
         vit = VideoViT(img_size=img_size, patch_size=8, dim=128, depth=4, heads=4)
-        head = nn.Linear(128, outputs) if head == "linear" else nn.Sequential(
+        readout = nn.Linear(128, outputs) if head == "linear" else nn.Sequential(
             nn.BatchNorm1d(128, track_running_stats=False), nn.Linear(128, outputs))
-        net = nn.ModuleList([vit, head]).to(device)
-        return net, lambda x: head(vit.embed_frames(x[:, None])[:, 0]), 3e-4
+        net = nn.ModuleList([vit, readout]).to(device)
+        return net, lambda x: readout(vit.embed_frames(x[:, None])[:, 0]), 3e-4
     if model == "cnn":
         side = img_size // 8
         net = nn.Sequential(nn.Conv2d(3, 32, 5, 2, 2), nn.GELU(), nn.Conv2d(32, 64, 3, 2, 1), nn.GELU(),

@@ -27,8 +27,8 @@ Loss per step (weights in `EncoderConfig`; 0 turns a term off):
   only pay for what moves.
 - state_supervision (off by default; privileged, not self-supervised): a BatchNorm + linear head
   regresses the recorded states (the `state_dims`, all by default; the `state_angles` dims as sine
-  and cosine; each standardised over the batch) from each frame's pooled latent. It needs states in the data, which real videos
-  rarely have. It is a diagnostic: the ceiling of what a latent that carries the whole pose gives
+  and cosine; each standardised over the batch) from each frame's pooled latent. It needs states
+  in the data, which real videos rarely have. It is a diagnostic: the ceiling of what a latent that carries the whole pose gives
   the world model and the planners, so the rest of the pipeline can be measured apart from the
   encoder objective.
 """

@@ -28,10 +28,10 @@ class RandomClips(Dataset):
         }
 
 
-def _module(**overrides):
+def _module(state_dim: int = 0, **overrides):
     cfg = asdict(EncoderConfig(**{**TINY, **overrides}))
     return VJEPAModule(cfg, img_size=32, frameskip=FRAMESKIP, action_dim=ACTION_DIM,
-                       action_mean=[0.0, 0.1], action_std=[1.0, 2.0], max_steps=3)
+                       action_mean=[0.0, 0.1], action_std=[1.0, 2.0], max_steps=3, state_dim=state_dim)
 
 
 def _trainer(tmp_path, **kw):
@@ -256,9 +256,7 @@ def test_state_supervision_regresses_standardised_states_from_the_pooled_latent(
     assert _module().state_head is None  # off by default
     with pytest.raises(ValueError, match="needs states in the data set"):
         _module(state_supervision=1.0)
-    cfg = asdict(EncoderConfig(**{**TINY, "state_supervision": 2.0, "state_angles": [1]}))
-    module = VJEPAModule(cfg, img_size=32, frameskip=FRAMESKIP, action_dim=ACTION_DIM, action_mean=[0.0, 0.1],
-                         action_std=[1.0, 2.0], max_steps=3, state_dim=2)
+    module = _module(state_dim=2, state_supervision=2.0, state_angles=[1])
     assert module.state_head[-1].out_features == 3  # s0, sin s1, cos s1
     batch = next(iter(DataLoader(RandomClips(), batch_size=4)))
     out = module._step(batch, torch.Generator().manual_seed(0))
@@ -277,9 +275,7 @@ def test_state_supervision_regresses_standardised_states_from_the_pooled_latent(
 
 
 def test_state_supervision_regresses_only_the_chosen_state_dims():
-    cfg = asdict(EncoderConfig(**{**TINY, "state_supervision": 1.0, "state_dims": [1], "state_angles": [1]}))
-    module = VJEPAModule(cfg, img_size=32, frameskip=FRAMESKIP, action_dim=ACTION_DIM, action_mean=[0.0, 0.1],
-                         action_std=[1.0, 2.0], max_steps=3, state_dim=2)
+    module = _module(state_dim=2, state_supervision=1.0, state_dims=[1], state_angles=[1])
     assert module.state_head[-1].out_features == 2  # sin s1, cos s1; s0 left out
     batch = next(iter(DataLoader(RandomClips(), batch_size=4)))
     out = module._step(batch, torch.Generator().manual_seed(0))
@@ -288,16 +284,12 @@ def test_state_supervision_regresses_only_the_chosen_state_dims():
     target = (target - target.mean(0)) / target.std(0)
     expected = (module.state_head(out["latents"].flatten(0, 1)) - target).pow(2).mean()
     assert out["state_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
-    bad = asdict(EncoderConfig(**{**TINY, "state_supervision": 1.0, "state_dims": [0, 2]}))
     with pytest.raises(ValueError, match=r"encoder.state_dims=\[0, 2\]: dims \[2\] are outside the 2-d state"):
-        VJEPAModule(bad, img_size=32, frameskip=FRAMESKIP, action_dim=ACTION_DIM, action_mean=[0.0, 0.1],
-                    action_std=[1.0, 2.0], max_steps=3, state_dim=2)
+        _module(state_dim=2, state_supervision=1.0, state_dims=[0, 2])
 
 
 def test_contrastive_and_state_heads_score_validation_with_batch_statistics():
-    cfg = asdict(EncoderConfig(**{**TINY, "contrastive": 1.0, "state_supervision": 1.0}))
-    module = VJEPAModule(cfg, img_size=32, frameskip=FRAMESKIP, action_dim=ACTION_DIM, action_mean=[0.0, 0.1],
-                         action_std=[1.0, 2.0], max_steps=3, state_dim=2)
+    module = _module(state_dim=2, contrastive=1.0, state_supervision=1.0)
     batch = next(iter(DataLoader(RandomClips(), batch_size=4)))
     train = module._step(batch, torch.Generator().manual_seed(0))
     module.eval()
