@@ -9,8 +9,14 @@ episodes): a ridge regression (`encoders.diagnostics.RidgeProbe`, alpha 1) and a
 MLP (AdamW, `mlp_steps` steps of 256). Targets are `PushTEnv.probe_features`: agent x / y, block
 x / y, the block angle as sin / cos. Prints one markdown row of held-out R^2 per encoder.
 
+With `nuisance_ratios=[0,10]` it also prints the ridge R^2 inside the world model's latent: the
+latent projected by `world_models.latents.latent_basis` at each `world_model.nuisance_ratio`, the
+basis fit as training fits it (codec-noise shifts of `nuisance_frames` frames), but on the probe's
+fit frames rather than every train frame. It shows what the basis keeps of the agent and the block.
+
 Keys: encoders (list of encoder.pt or .ckpt), data (data/pusht_tiny), fit_from (500), fit_to (900),
-test_to (1000), every (5), mlp_steps (3000), device (cuda when present), seed (0).
+test_to (1000), every (5), mlp_steps (3000), device (cuda when present), seed (0),
+nuisance_ratios ([]: none), nuisance_frames (4096).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from encoders.augment import CodecNoise  # noqa: E402
 from encoders.diagnostics import RidgeProbe  # noqa: E402
 from encoders.vjepa import EncoderConfig, build_encoder  # noqa: E402
 from jepa_plan.config import script_args  # noqa: E402
@@ -31,7 +38,7 @@ from jepa_plan.data.episodes import EpisodeStore, episode_name  # noqa: E402
 from jepa_plan.data.source import Episode  # noqa: E402
 from jepa_plan.envs.pusht import PushTEnv  # noqa: E402
 from jepa_plan.training import load_encoder  # noqa: E402
-from world_models.latents import encode_episodes  # noqa: E402
+from world_models.latents import encode_episodes, latent_basis, perturbation_shifts  # noqa: E402
 
 COLUMNS = ["agent_x", "agent_y", "block_x", "block_y", "block_sin", "block_cos"]
 
@@ -83,9 +90,26 @@ def mlp_r2(x_fit, y_fit, x_test, y_test, steps: int, seed: int) -> list[float]:
     return (1 - (p - yb).pow(2).sum(0) / (yb - yb.mean(0)).pow(2).sum(0)).tolist()
 
 
+def cells(r) -> str:
+    return " | ".join(f"{r[i]:.2f} / {r[i + 1]:.2f}" for i in range(0, 6, 2))
+
+
+def basis_rows(path: str, encoder, fit, test, x_fit, x_test, ratios: list[float], frames: int, device: str) -> list[str]:
+    """One markdown row per nuisance ratio: the kept directions and the ridge R^2 of the projected latents."""
+    with torch.no_grad():
+        shifts = perturbation_shifts(encoder, fit[0], frames, CodecNoise(), device=device).cpu()
+    rows = []
+    for ratio in ratios:
+        mean, proj, _ = latent_basis(x_fit, shifts, float(ratio))
+        ridge = RidgeProbe().fit((x_fit - mean) @ proj, fit[1], alpha=1.0).r2_per_dim((x_test - mean) @ proj, test[1])
+        rows.append(f"| {path} | {ratio:g} | {proj.shape[1]} of {x_fit.shape[1]} | {cells(ridge)} |")
+    return rows
+
+
 def main(argv: list[str]) -> None:
     args = script_args(argv, {"encoders": [], "data": "data/pusht_tiny", "fit_from": 500, "fit_to": 900,
-                              "test_to": 1000, "every": 5, "mlp_steps": 3000, "device": None, "seed": 0})
+                              "test_to": 1000, "every": 5, "mlp_steps": 3000, "device": None, "seed": 0,
+                              "nuisance_ratios": [], "nuisance_frames": 4096})
     if not args["encoders"]:
         raise SystemExit("give encoders=[path/to/encoder.pt,...]")
     device = args["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -99,6 +123,7 @@ def main(argv: list[str]) -> None:
     pairs = " | ".join(f"{a} / {b}" for a, b in zip(COLUMNS[::2], COLUMNS[1::2]))
     print(f"| encoder | at | ridge: {pairs} | MLP: {pairs} |")
     print("|---|---|---|---|---|---|---|---|")
+    basis = []
     for path in args["encoders"]:
         encoder, at = encoder_at(Path(path))
         with torch.no_grad():
@@ -107,8 +132,14 @@ def main(argv: list[str]) -> None:
         y_fit, y_test = fit[1].to(device), test[1].to(device)
         ridge = RidgeProbe().fit(x_fit.cpu(), y_fit.cpu(), alpha=1.0).r2_per_dim(x_test.cpu(), y_test.cpu())
         mlp = mlp_r2(x_fit, y_fit, x_test, y_test, args["mlp_steps"], args["seed"])
-        cells = lambda r: " | ".join(f"{r[i]:.2f} / {r[i + 1]:.2f}" for i in range(0, 6, 2))  # noqa: E731
         print(f"| {path} | {at} | {cells(ridge)} | {cells(mlp)} |", flush=True)
+        if args["nuisance_ratios"]:
+            basis += basis_rows(path, encoder, fit, test, x_fit.cpu(), x_test.cpu(), args["nuisance_ratios"],
+                                args["nuisance_frames"], device)
+    if basis:
+        print(f"\nIn the world model's latent (ridge):\n| encoder | nuisance_ratio | kept | {pairs} |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(basis))
 
 
 if __name__ == "__main__":
