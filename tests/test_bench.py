@@ -147,3 +147,27 @@ def test_iteration_benchmark_prints_the_ratio_on_a_tiny_oracle_problem(tmp_path,
         iteration.main(["batches=3"])
     with pytest.raises(SystemExit, match="unknown config keys \\['noise'\\]"):
         iteration.main(["planner.noise=0.1"])
+
+
+def _episodes_csv(path: Path, successes: list[int], goal_shift: float = 0.0) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["planner", "episode", "success", "start_0", "goal_0"])
+        for i, s in enumerate(successes):
+            w.writerow(["cem", i, s, 10.0 * i, 10.0 * i + 5 + goal_shift])
+    return path
+
+
+def test_compare_runs_pairs_goals_and_refuses_runs_on_other_goals(tmp_path, capsys):
+    compare = load_script("compare_runs")
+    a = _episodes_csv(tmp_path / "a.csv", [1, 0, 0, 0, 1, 0])
+    b = _episodes_csv(tmp_path / "b.csv", [1, 1, 1, 1, 0, 0])
+    compare.main([f"a={a}", f"b={b}"])
+    row = capsys.readouterr().out.splitlines()[-1]
+    # A solved goals 0 and 4, B goals 0-3: one goal A alone, three B alone; p = 2 * 5 / 16.
+    assert row == "| cem | 6 | 2 (33%) | 4 (67%) | 1 | 3 | 0.625 |"
+    other = _episodes_csv(tmp_path / "c.csv", [1, 1, 1, 1, 0, 0], goal_shift=1.0)
+    with pytest.raises(SystemExit, match="cem episode 0: start or goal differs"):
+        compare.main([f"a={a}", f"b={other}"])
+    with pytest.raises(SystemExit, match="no such episodes.csv"):
+        compare.main([f"a={a}", f"b={tmp_path / 'missing.csv'}"])

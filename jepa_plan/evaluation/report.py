@@ -31,6 +31,16 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p of two runs on the same goals: of the goals exactly one run
+    solved, `a_only` went to A and `b_only` to B; under no difference each is a fair coin."""
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(a_only, b_only) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
 def summarize(log: EpisodeLog) -> dict:
     """Aggregate figures of one planner's episodes (the keys of results.json)."""
     n = len(log.success)

@@ -11,9 +11,9 @@ from jepa_plan.envs.two_rooms.oracle import TwoRoomsOracle
 from jepa_plan.envs.two_rooms import TwoRoomsConfig, TwoRoomsEnv, geometry, render_states, room_of
 from jepa_plan.evaluation.goals import GoalError, load_goal_image, make_goals
 from jepa_plan.evaluation.mpc import NONFINITE, run_episodes
-from jepa_plan.evaluation.report import (DIAGNOSTIC_COLUMNS, diagnostics_summary, format_table, plot_costs,
-                                         rise_between_probes, summarize, wilson_interval, write_episodes_csv,
-                                         write_gifs)
+from jepa_plan.evaluation.report import (DIAGNOSTIC_COLUMNS, diagnostics_summary, format_table, mcnemar_exact,
+                                         plot_costs, rise_between_probes, summarize, wilson_interval,
+                                         write_episodes_csv, write_gifs)
 from planners import PlanResult, build_planner
 from world_models.world_model import rollout_steps
 
@@ -178,6 +178,14 @@ def test_mpc_with_a_history_model_and_a_real_planner():
     per_plan = 5 + 1  # CEM's iterations and the final cost
     assert wm.contexts[:per_plan] == [0] * per_plan  # the first plan has no context (none is passed on)
     assert wm.contexts[per_plan:2 * per_plan] == [1] * per_plan and set(wm.contexts[2 * per_plan:]) == {2}
+
+
+def test_mcnemar_exact_matches_the_binomial_tail():
+    # 12 goals only B solved, 2 only A: 2 * P(X <= 2), X ~ Binomial(14, 1/2) = 2 * 106 / 16384.
+    assert mcnemar_exact(2, 12) == pytest.approx(2 * 106 / 2**14)
+    assert mcnemar_exact(12, 2) == mcnemar_exact(2, 12)
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(3, 3) == 1.0
+    assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)
 
 
 def test_wilson_interval_and_reports(tmp_path):
