@@ -55,7 +55,7 @@ def compare(a: dict, b: dict, names_a: str, names_b: str, planners: list[str] | 
         b_only = sum(b[planner][e][0] and not a[planner][e][0] for e in episodes)
         n = len(episodes)
         rows.append(f"| {planner} | {n} | {wins_a} ({wins_a / n:.0%}) | {wins_b} ({wins_b / n:.0%}) | {a_only} | {b_only} "
-                    f"| {mcnemar_exact(a_only, b_only):.3f} |")
+                    f"| {mcnemar_exact(a_only, b_only):.2g} |")
     return rows
 
 
