@@ -1,6 +1,6 @@
 """Paired comparison of two plan runs on the same goals (not a test): which wins, and is it noise?
 
-    python benchmarks/compare_runs.py a=outputs/.../plan/lewm_25/episodes.csv b=outputs/.../episodes.csv [planners=[cem]]
+    python benchmarks/compare_runs.py a=outputs/.../lewm_25/episodes.csv b=outputs/.../episodes.csv [planners=[cem]]
 
 Two `episodes.csv` files from `plan.py` (for example one model against another, or one budget
 against another) are paired goal by goal: episode i must have the same start and goal state in
@@ -54,8 +54,8 @@ def compare(a: dict, b: dict, names_a: str, names_b: str, planners: list[str] | 
         a_only = sum(a[planner][e][0] and not b[planner][e][0] for e in episodes)
         b_only = sum(b[planner][e][0] and not a[planner][e][0] for e in episodes)
         n = len(episodes)
-        rows.append(f"| {planner} | {n} | {wins_a} ({wins_a / n:.0%}) | {wins_b} ({wins_b / n:.0%}) | {a_only} | {b_only} "
-                    f"| {mcnemar_exact(a_only, b_only):.2g} |")
+        rows.append(f"| {planner} | {n} | {wins_a} ({wins_a / n:.0%}) | {wins_b} ({wins_b / n:.0%}) "
+                    f"| {a_only} | {b_only} | {mcnemar_exact(a_only, b_only):.2g} |")
     return rows
 
 
