@@ -4,64 +4,59 @@
 
 For each planner in each `episodes.csv` of a Push-T plan run, splits the goals by the block's
 change from start to goal: its turn (|angle difference| below swm's success threshold pi/9, or
-not) and its move (below or above `move_px`, 20 px by default, swm's position threshold). Prints
-the successes in each group and the median turn and move of the solved and the failed goals. The
-state columns are PushTEnv's: start_2 / start_3 block x / y, start_4 block angle (goal_* likewise).
+not) and its move (below or above `move_px`, by default swm's position threshold of 20 px; both
+thresholds are `PushTConfig`'s). Prints the successes in each group and the median turn and move
+of the solved and the failed goals.
 """
 
 from __future__ import annotations
 
-import csv
-import math
-import statistics
 import sys
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jepa_plan.config import script_args  # noqa: E402
+from jepa_plan.envs.pusht import BLOCK_ANGLE, BLOCK_XY, STATE_FIELDS, PushTConfig, wrap_angle  # noqa: E402
+from jepa_plan.evaluation.report import read_episodes_csv  # noqa: E402
 
-ANGLE_THRESHOLD = math.pi / 9
+THRESHOLDS = PushTConfig()
 
 
-def block_change(row: dict) -> tuple[float, float]:
-    """(|turn| in rad, wrapped to [0, pi]; move in px) of the block from start to goal."""
-    turn = float(row["goal_4"]) - float(row["start_4"])
-    turn = abs((turn + math.pi) % (2 * math.pi) - math.pi)
-    move = math.hypot(float(row["goal_2"]) - float(row["start_2"]), float(row["goal_3"]) - float(row["start_3"]))
+def block_change(start: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Push-T states [..., 7] -> the block's |turn| (rad, wrapped to [0, pi]) and move (px) [...]."""
+    turn = np.abs(wrap_angle(goal[..., BLOCK_ANGLE] - start[..., BLOCK_ANGLE]))
+    move = np.linalg.norm(goal[..., BLOCK_XY] - start[..., BLOCK_XY], axis=-1)
     return turn, move
 
 
 def summary_rows(path: Path, move_px: float) -> list[str]:
-    if not path.is_file():
-        raise SystemExit(f"{path}: no such episodes.csv")
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    missing = [c for c in ("start_2", "start_3", "start_4", "goal_2", "goal_3", "goal_4") if rows and c not in rows[0]]
-    if not rows or missing:
-        raise SystemExit(f"{path}: no Push-T episodes (missing columns {missing or 'all'})")
+    runs = read_episodes_csv(path)
     out = []
-    for planner in dict.fromkeys(r["planner"] for r in rows):
-        goals = [(float(r["success"]) > 0, *block_change(r)) for r in rows if r["planner"] == planner]
+    for planner, run in runs.items():
+        if run["start"].shape[1] != len(STATE_FIELDS):
+            raise SystemExit(f"{path}: no Push-T episodes (states of {run['start'].shape[1]} values, not "
+                             f"{len(STATE_FIELDS)}: {', '.join(STATE_FIELDS)})")
+        solved = run["success"]
+        turn, move = block_change(run["start"], run["goal"])
+        small_turn, small_move = turn < THRESHOLDS.angle_threshold, move < move_px
 
-        def share(keep) -> str:
-            picked = [ok for ok, turn, move in goals if keep(turn, move)]
-            return f"{sum(picked)}/{len(picked)}"
+        def share(group: np.ndarray) -> str:
+            return f"{solved[group].sum()}/{group.sum()}"
 
-        def median(ok: bool, i: int) -> str:
-            values = [g[i] for g in goals if g[0] == ok]
-            return f"{statistics.median(values):.2f}" if values else "-"
+        def medians(x: np.ndarray) -> str:
+            return " / ".join(f"{np.median(x[pick]):.2f}" if pick.any() else "-" for pick in (solved, ~solved))
 
-        out.append(f"| {path} | {planner} | {share(lambda t, m: True)} "
-                   f"| {share(lambda t, m: t < ANGLE_THRESHOLD)} | {share(lambda t, m: t >= ANGLE_THRESHOLD)} "
-                   f"| {share(lambda t, m: m < move_px)} | {share(lambda t, m: m >= move_px)} "
-                   f"| {median(True, 1)} / {median(False, 1)} | {median(True, 2)} / {median(False, 2)} |")
+        out.append(f"| {path} | {planner} | {share(np.ones_like(solved))} | {share(small_turn)} | {share(~small_turn)} "
+                   f"| {share(small_move)} | {share(~small_move)} | {medians(turn)} | {medians(move)} |")
     return out
 
 
 def main(argv: list[str]) -> None:
-    args = script_args(argv, {"runs": [], "move_px": 20.0})
+    args = script_args(argv, {"runs": [], "move_px": THRESHOLDS.position_threshold})
     if not args["runs"]:
         raise SystemExit("give runs=[path/to/episodes.csv,...]")
     move = args["move_px"]

@@ -2,11 +2,12 @@
 oracle runs of both scripts (seconds each; the real runs are in their docstrings)."""
 
 import csv
-import math
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jepa_plan.config import ConfigError, load_config
@@ -177,16 +178,16 @@ def test_compare_runs_pairs_goals_and_refuses_runs_on_other_goals(tmp_path, caps
 def test_pusht_success_by_goal_splits_goals_by_the_blocks_turn_and_move(tmp_path, capsys):
     by_goal = load_script("pusht_success_by_goal")
     # The turn wraps: 3.1 to -3.1 rad is a turn of about 0.08, not 6.2.
-    turn, move = by_goal.block_change({"start_2": 0, "start_3": 0, "start_4": 3.1,
-                                       "goal_2": 3, "goal_3": 4, "goal_4": -3.1})
+    turn, move = by_goal.block_change(np.array([0, 0, 0, 0, 3.1, 0, 0]), np.array([0, 0, 3, 4, -3.1, 0, 0]))
     assert turn == pytest.approx(2 * math.pi - 6.2) and move == pytest.approx(5.0)
     path = tmp_path / "episodes.csv"
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["planner", "episode", "success", "start_2", "start_3", "start_4", "goal_2", "goal_3", "goal_4"])
-        w.writerow(["cem", 0, 1, 0, 0, 0.0, 5, 0, 0.1])  # small turn, small move: solved
-        w.writerow(["cem", 1, 0, 0, 0, 0.0, 50, 0, 1.0])  # large turn, large move: failed
-        w.writerow(["cem", 2, 1, 0, 0, 0.0, 30, 0, 0.2])  # small turn, large move: solved
+        w.writerow(["planner", "episode", "success", *(f"start_{i}" for i in range(7)),
+                    *(f"goal_{i}" for i in range(7))])
+        w.writerow(["cem", 0, 1, *[0] * 7, 0, 0, 5, 0, 0.1, 0, 0])  # small turn, small move: solved
+        w.writerow(["cem", 1, 0, *[0] * 7, 0, 0, 50, 0, 1.0, 0, 0])  # large turn, large move: failed
+        w.writerow(["cem", 2, 1, *[0] * 7, 0, 0, 30, 0, 0.2, 0, 0])  # small turn, large move: solved
     by_goal.main([f"runs=[{path}]"])
     row = capsys.readouterr().out.splitlines()[-1]
     assert row == f"| {path} | cem | 2/3 | 2/2 | 0/1 | 1/1 | 1/2 | 0.15 / 1.00 | 17.50 / 50.00 |"

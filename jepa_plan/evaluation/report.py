@@ -186,6 +186,28 @@ def write_episodes_csv(out: Path, logs: dict[str, EpisodeLog], goals) -> Path:
     return path
 
 
+def read_episodes_csv(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """What `write_episodes_csv` wrote -> {planner: {"episode" [n], "success" [n] bool, "start" [n, d],
+    "goal" [n, d]}}, in the file's order; a missing or empty file is named."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such episodes.csv")
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise SystemExit(f"{path}: no episodes")
+    dim = sum(key.startswith("start_") for key in rows[0])
+    runs = {}
+    for planner in dict.fromkeys(r["planner"] for r in rows):
+        mine = [r for r in rows if r["planner"] == planner]
+        runs[planner] = {
+            "episode": np.array([int(r["episode"]) for r in mine]),
+            "success": np.array([float(r["success"]) > 0 for r in mine]),
+            "start": np.array([[float(r[f"start_{i}"]) for i in range(dim)] for r in mine]).reshape(len(mine), dim),
+            "goal": np.array([[float(r[f"goal_{i}"]) for i in range(dim)] for r in mine]).reshape(len(mine), dim),
+        }
+    return runs
+
+
 def _num(x) -> str:
     return "" if not np.isfinite(x) else f"{float(x):.6g}"
 
