@@ -14,7 +14,7 @@ from encoders.vit import init_weights, sincos_pos_embed_3d
 
 
 class MaskedPredictor(nn.Module):
-    """dim -> pred_dim, `depth` timm Blocks over [context; mask tokens], -> dim."""
+    """dim -> pred_dim, `depth` timm Blocks over [context; mask tokens], -> out_dim (dim by default)."""
 
     def __init__(
         self,
@@ -23,6 +23,7 @@ class MaskedPredictor(nn.Module):
         depth: int = 2,
         heads: int = 4,
         mlp_ratio: float = 4.0,
+        out_dim: int | None = None,
     ):
         super().__init__()
         if pred_dim % heads:
@@ -35,7 +36,7 @@ class MaskedPredictor(nn.Module):
             Block(pred_dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(pred_dim)
-        self.proj = nn.Linear(pred_dim, dim)
+        self.proj = nn.Linear(pred_dim, out_dim or dim)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         self.apply(init_weights)
 

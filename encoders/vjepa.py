@@ -86,6 +86,10 @@ class EncoderConfig:
     warmup_steps: int = 100
     max_steps: int = 3000
     jepa: float = 1.0  # weight of the masked-prediction term; 0 skips it
+    # What the masked-prediction term predicts at the masked tokens: tokens, V-JEPA's L1 to the
+    # layer-normed EMA target tokens; pixels, MAE's MSE to each masked patch's RGB values,
+    # normalised per patch (He et al. 2022, norm_pix_loss), with no EMA target in the loss.
+    jepa_target: str = "tokens"
     inverse_dynamics: float = 1.0
     # LeWM's end-to-end terms: next-latent prediction (an MLP on [z_t, a_t], fd_hidden wide)
     # and SIGReg over sigreg_directions random projections; 0 = off.
@@ -126,6 +130,8 @@ class EncoderConfig:
     diag_frames: int = 2048
 
     def __post_init__(self):
+        if self.jepa_target not in ("tokens", "pixels"):
+            raise ValueError(f"encoder.jepa_target={self.jepa_target!r}; valid: tokens, pixels")
         if self.decode_target not in ("tokens", "pixels"):
             raise ValueError(f"encoder.decode_target={self.decode_target!r}; valid: tokens, pixels")
         if self.decode_loss not in ("l1", "mse"):
@@ -177,6 +183,14 @@ def vicreg_terms(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     cov = (z.T @ z) / max(n - 1, 1)
     off_diag = cov - torch.diag_embed(torch.diagonal(cov))
     return var_loss, off_diag.pow(2).sum() / d
+
+
+def patch_pixels(frames: torch.Tensor, patch: int, tubelet: int) -> torch.Tensor:
+    """uint8 frames [B, T, 3, H, W] -> each token's pixels [B, N, 3 * tubelet * patch^2] in [-1, 1],
+    tokens in the encoder's (T / tubelet, H / patch, W / patch) order."""
+    x = frames_to_input(frames)  # [B, 3, T, H, W]
+    x = x.unfold(2, tubelet, tubelet).unfold(3, patch, patch).unfold(4, patch, patch)  # [B, 3, T', Hp, Wp, t, p, p]
+    return x.permute(0, 2, 3, 4, 1, 5, 6, 7).flatten(4).flatten(1, 3)
 
 
 def sigreg_statistic(z: torch.Tensor, directions: int, generator: torch.Generator | None = None,
@@ -293,10 +307,13 @@ class VJEPAModule(LightningModule):
         self.cfg = config
         self.total_steps = int(max_steps) if max_steps is not None else config.max_steps
         self.context_encoder = build_encoder(config, img_size)
+        patch_values = 3 * config.patch_size**2
         self.predictor = (MaskedPredictor(config.dim, config.pred_dim, config.pred_depth, config.pred_heads,
-                                          config.mlp_ratio) if config.jepa > 0 else None)
+                                          config.mlp_ratio,
+                                          patch_values * config.tubelet_size if config.jepa_target == "pixels" else None)
+                          if config.jepa > 0 else None)
         self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False)
-        out_dim = 3 * config.patch_size**2 if config.decode_target == "pixels" else config.dim
+        out_dim = patch_values if config.decode_target == "pixels" else config.dim
         self.decoder = (PooledDecoder(config.dim, config.pred_dim, config.decode_depth, config.pred_heads,
                                       config.mlp_ratio, out_dim) if config.pooled_decode > 0 else None)
         self.id_head = nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, stacked)) if stacked else None
@@ -331,20 +348,24 @@ class VJEPAModule(LightningModule):
         return torch.Generator().manual_seed(seed & (2**63 - 1))
 
     def _jepa_loss(self, frames: torch.Tensor, generator: torch.Generator):
-        """-> (L1 loss, target-encoder tokens [B, N, D])."""
+        """-> (loss, target-encoder tokens [B, N, D]): L1 to the layer-normed EMA target tokens,
+        or with jepa_target=pixels MSE to the per-patch normalised pixels of the masked patches."""
         grid = self.context_encoder.grid(frames.shape[1])
         context_idx, target_idx = sample_multiblock_masks(
             frames.shape[0], grid, self.cfg.mask_blocks(), generator
         )
         context_idx, target_idx = context_idx.to(frames.device), target_idx.to(frames.device)
         with torch.no_grad():  # the target is a fixed regression target (EMA, stop-gradient)
-            target_tokens = self.target_encoder(frames)
-            dim = target_tokens.shape[-1]
-            target = F.layer_norm(target_tokens.float(), (dim,))
-            target = torch.gather(target, 1, target_idx[..., None].expand(-1, -1, dim))
+            target_tokens = self.target_encoder(frames)  # also what the collapse diagnostics score
+            if self.cfg.jepa_target == "pixels":
+                target = patch_pixels(frames, self.cfg.patch_size, self.cfg.tubelet_size)
+                target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+            else:
+                target = F.layer_norm(target_tokens.float(), (target_tokens.shape[-1],))
+            target = torch.gather(target, 1, target_idx[..., None].expand(-1, -1, target.shape[-1]))
         context = self.context_encoder(frames, keep=context_idx)
-        pred = self.predictor(context, context_idx, target_idx, grid)
-        return (pred.float() - target).abs().mean(), target_tokens
+        err = self.predictor(context, context_idx, target_idx, grid).float() - target
+        return (err.pow(2) if self.cfg.jepa_target == "pixels" else err.abs()).mean(), target_tokens
 
     def _normalised_actions(self, actions: torch.Tensor) -> torch.Tensor:
         return (actions.float() - self.action_mean) / self.action_std
@@ -378,10 +399,7 @@ class VJEPAModule(LightningModule):
             single = single.expand(-1, 2, -1, -1, -1)  # as embed_frames encodes a frame
         with torch.no_grad():
             if self.cfg.decode_target == "pixels":
-                p = self.cfg.patch_size
-                x = frames_to_input(single[:, :1])[:, :, 0]  # [M, 3, H, W] in [-1, 1]
-                target = x.unfold(2, p, p).unfold(3, p, p)  # [M, 3, Hp, Wp, p, p]
-                target = target.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2)  # [M, Hp * Wp, 3 p p]
+                target = patch_pixels(single[:, :1], self.cfg.patch_size, 1)  # [M, Hp * Wp, 3 p p]
             else:
                 target = self.target_encoder(single).float()
                 target = F.layer_norm(target, (target.shape[-1],))

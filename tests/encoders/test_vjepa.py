@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from encoders import EncoderConfig, VJEPAModule
-from encoders.vjepa import clip_contrastive_loss, sigreg_statistic, state_targets
+from encoders.masking import sample_multiblock_masks
+from encoders.vjepa import clip_contrastive_loss, patch_pixels, sigreg_statistic, state_targets
 
 TINY = dict(dim=32, depth=1, heads=2, pred_dim=16, pred_depth=1, pred_heads=2, warmup_steps=1, diag_frames=32)
 FRAMESKIP, ACTION_DIM, CLIP = 2, 2, 3
@@ -148,6 +149,40 @@ def test_pooled_decode_of_pixels_regresses_each_patch_centred_over_the_batch():
         _module(pooled_decode=1.0, decode_target="rgb")
     with pytest.raises(ValueError, match="encoder.decode_loss='huber'; valid: l1, mse"):
         _module(pooled_decode=1.0, decode_loss="huber")
+
+
+def test_patch_pixels_orders_tokens_as_the_encoder_and_holds_each_tubelet():
+    frames = torch.randint(0, 256, (2, 4, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    tokens = patch_pixels(frames, patch=8, tubelet=2)
+    assert tokens.shape == (2, 2 * 2 * 2, 3 * 2 * 8 * 8)
+    x = frames.float() / 127.5 - 1
+    # Token (t', h, w) = (1, 0, 1): frames 2-3, rows 0-7, columns 8-15, channel first.
+    expected = x[1, 2:4, :, 0:8, 8:16].permute(1, 0, 2, 3).flatten()
+    assert torch.equal(tokens[1, 1 * 4 + 0 * 2 + 1], expected)
+
+
+def test_masked_prediction_of_pixels_regresses_the_masked_patches_normalised_per_patch():
+    module = _module(jepa_target="pixels", patch_size=8)
+    assert module.predictor.proj.out_features == 3 * 8 * 8
+    batch = next(iter(DataLoader(RandomClips(), batch_size=4)))
+    frames = batch["frames"]
+    torch.manual_seed(0)
+    loss, tokens = module._jepa_loss(frames, torch.Generator().manual_seed(3))
+    assert tokens.shape == (4, CLIP * 16, 32)  # the EMA target still feeds the collapse diagnostics
+    # The same masks, drawn again, give the predictions; the target is each masked patch's RGB
+    # minus its mean, over its standard deviation.
+    grid = module.context_encoder.grid(CLIP)
+    context_idx, target_idx = sample_multiblock_masks(4, grid, module.cfg.mask_blocks(), torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        pred = module.predictor(module.context_encoder(frames, keep=context_idx), context_idx, target_idx, grid)
+    patches = patch_pixels(frames, 8, 1)
+    target = torch.gather(patches, 1, target_idx[..., None].expand(-1, -1, patches.shape[-1]))
+    target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+    assert loss.item() == pytest.approx((pred - target).pow(2).mean().item(), rel=1e-5)
+    loss.backward()
+    assert module.context_encoder.patch_embed.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="encoder.jepa_target='latents'; valid: tokens, pixels"):
+        _module(jepa_target="latents")
 
 
 def test_sigreg_is_small_for_a_standard_normal_and_large_for_collapsed_or_stretched_latents():
