@@ -14,9 +14,14 @@ latent projected by `world_models.latents.latent_basis` at each `world_model.nui
 basis fit as training fits it (codec-noise shifts of `nuisance_frames` frames), but on the probe's
 fit frames rather than every train frame. It shows what the basis keeps of the agent and the block.
 
+With `attentive_steps=N` it also probes the patch tokens before pooling, with V-JEPA's frozen
+evaluation: an attentive probe (one learned query cross-attending, 4 heads, to the layer-normed
+tokens, then a 2 x 256 GELU MLP; AdamW 1e-3, N steps of 256 frames). It tells a pose the tokens
+hold but the mean loses from one the encoder never formed.
+
 Keys: encoders (list of encoder.pt or .ckpt), data (data/pusht_tiny), fit_from (500), fit_to (900),
 test_to (1000), every (5), mlp_steps (3000), device (cuda when present), seed (0),
-nuisance_ratios ([]: none), nuisance_frames (4096).
+nuisance_ratios ([]: none), nuisance_frames (4096), attentive_steps (0: none).
 """
 
 from __future__ import annotations
@@ -90,6 +95,53 @@ def mlp_r2(x_fit, y_fit, x_test, y_test, steps: int, seed: int) -> list[float]:
     return (1 - (p - yb).pow(2).sum(0) / (yb - yb.mean(0)).pow(2).sum(0)).tolist()
 
 
+class AttentiveProbe(torch.nn.Module):
+    """Patch tokens [B, N, D] -> targets [B, S]: one learned query attends to the layer-normed tokens."""
+
+    def __init__(self, dim: int, targets: int, heads: int = 4):
+        super().__init__()
+        self.query = torch.nn.Parameter(0.02 * torch.randn(1, 1, dim))
+        self.norm = torch.nn.LayerNorm(dim)
+        self.attn = torch.nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.head = torch.nn.Sequential(torch.nn.Linear(dim, 256), torch.nn.GELU(), torch.nn.Linear(256, targets))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        tokens = self.norm(tokens)
+        pooled, _ = self.attn(self.query.expand(len(tokens), -1, -1), tokens, tokens)
+        return self.head(pooled[:, 0])
+
+
+def frame_tokens(encoder, episodes: list[Episode], device: str, chunk: int = 500) -> torch.Tensor:
+    """Every frame of `episodes`, each encoded alone -> its patch tokens [N, tokens, D] (before pooling)."""
+    frames = torch.from_numpy(np.concatenate([np.asarray(ep.frames) for ep in episodes])).permute(0, 3, 1, 2)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(frames), chunk):
+            clip = frames[i:i + chunk, None].to(device)
+            if encoder.tubelet_size == 2:
+                clip = clip.expand(-1, 2, -1, -1, -1)  # as embed_frames encodes one frame
+            out.append(encoder(clip).float())
+    return torch.cat(out)
+
+
+def attentive_r2(t_fit, y_fit, t_test, y_test, steps: int, seed: int) -> list[float]:
+    """Held-out R^2 per target of an `AttentiveProbe` trained on standardised targets."""
+    torch.manual_seed(seed)
+    ym, ys = y_fit.mean(0), y_fit.std(0)
+    ya, yb = (y_fit - ym) / ys, (y_test - ym) / ys
+    probe = AttentiveProbe(t_fit.shape[-1], ya.shape[1]).to(t_fit.device)
+    opt = torch.optim.AdamW(probe.parameters(), 1e-3)
+    for _ in range(steps):
+        i = torch.randint(0, len(t_fit), (256,), device=t_fit.device)
+        loss = (probe(t_fit[i]) - ya[i]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        p = torch.cat([probe(t_test[i:i + 1000]) for i in range(0, len(t_test), 1000)])
+    return (1 - (p - yb).pow(2).sum(0) / (yb - yb.mean(0)).pow(2).sum(0)).tolist()
+
+
 def cells(r) -> str:
     return " | ".join(f"{r[i]:.2f} / {r[i + 1]:.2f}" for i in range(0, 6, 2))
 
@@ -109,7 +161,7 @@ def basis_rows(path: str, encoder, fit, test, x_fit, x_test, ratios: list[float]
 def main(argv: list[str]) -> None:
     args = script_args(argv, {"encoders": [], "data": "data/pusht_tiny", "fit_from": 500, "fit_to": 900,
                               "test_to": 1000, "every": 5, "mlp_steps": 3000, "device": None, "seed": 0,
-                              "nuisance_ratios": [], "nuisance_frames": 4096})
+                              "nuisance_ratios": [], "nuisance_frames": 4096, "attentive_steps": 0})
     if not args["encoders"]:
         raise SystemExit("give encoders=[path/to/encoder.pt,...]")
     device = args["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -123,7 +175,7 @@ def main(argv: list[str]) -> None:
     pairs = " | ".join(f"{a} / {b}" for a, b in zip(COLUMNS[::2], COLUMNS[1::2]))
     print(f"| encoder | at | ridge: {pairs} | MLP: {pairs} |")
     print("|---|---|---|---|---|---|---|---|")
-    basis = []
+    basis, attentive = [], []
     for path in args["encoders"]:
         encoder, at = encoder_at(Path(path))
         with torch.no_grad():
@@ -136,6 +188,14 @@ def main(argv: list[str]) -> None:
         if args["nuisance_ratios"]:
             basis += basis_rows(path, encoder, fit, test, x_fit.cpu(), x_test.cpu(), args["nuisance_ratios"],
                                 args["nuisance_frames"], device)
+        if args["attentive_steps"]:
+            t_fit, t_test = frame_tokens(encoder, fit[0], device), frame_tokens(encoder, test[0], device)
+            r2 = attentive_r2(t_fit, y_fit, t_test, y_test, args["attentive_steps"], args["seed"])
+            attentive.append(f"| {path} | {t_fit.shape[1]} x {t_fit.shape[2]} | {cells(r2)} |")
+    if attentive:
+        print(f"\nAttentive probe of the patch tokens ({args['attentive_steps']} steps):\n| encoder | tokens | {pairs} |")
+        print("|---|---|---|---|---|")
+        print("\n".join(attentive))
     if basis:
         print(f"\nIn the world model's latent (ridge):\n| encoder | nuisance_ratio | kept | {pairs} |")
         print("|---|---|---|---|---|---|")

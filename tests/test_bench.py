@@ -193,3 +193,25 @@ def test_pusht_success_by_goal_splits_goals_by_the_blocks_turn_and_move(tmp_path
     assert row == f"| {path} | cem | 2/3 | 2/2 | 0/1 | 1/1 | 1/2 | 0.15 / 1.00 | 17.50 / 50.00 |"
     with pytest.raises(SystemExit, match="no Push-T episodes"):
         by_goal.main([f"runs=[{_episodes_csv(tmp_path / 'other.csv', [1])}]"])
+
+
+def test_attentive_probe_reads_a_feature_the_token_mean_loses():
+    """The target sits in one token, flagged by a marker dim, at a random place among noise tokens:
+    the mean of the tokens averages it away, the attentive probe finds the flagged token."""
+    import torch
+
+    from encoders.diagnostics import RidgeProbe
+
+    probe = load_script("probe_block_pose")
+    g = torch.Generator().manual_seed(0)
+    n, tokens, dim = 3000, 16, 8
+    x = torch.randn(n, tokens, dim, generator=g)
+    x[..., 0] = 0.0
+    where = torch.randint(0, tokens, (n,), generator=g)
+    x[torch.arange(n), where, 0] = 4.0  # the flag
+    y = torch.stack([x[torch.arange(n), where, 1], x[torch.arange(n), where, 2]], 1)
+    fit, test = slice(0, 2500), slice(2500, None)
+    attentive = probe.attentive_r2(x[fit], y[fit], x[test], y[test], steps=600, seed=0)
+    mean = RidgeProbe().fit(x[fit].mean(1), y[fit]).r2_per_dim(x[test].mean(1), y[test])
+    assert min(attentive) > 0.8
+    assert max(mean) < 0.2
