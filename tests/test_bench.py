@@ -215,3 +215,22 @@ def test_attentive_probe_reads_a_feature_the_token_mean_loses():
     mean = RidgeProbe().fit(x[fit].mean(1), y[fit]).r2_per_dim(x[test].mean(1), y[test])
     assert min(attentive) > 0.8
     assert max(mean) < 0.2
+
+
+def test_state_latent_features_pass_the_episode_loop_as_frames_and_come_back_unchanged():
+    import torch
+
+    oracle = load_script("pusht_state_latent")
+    states = np.array([[10.0, 20.0, 300.0, 400.0, np.pi / 2, 1.0, 2.0],
+                       [50.0, 60.0, 100.0, 200.0, np.pi, -1.0, 0.0]], np.float32)
+    pose = oracle.state_features(states, oracle.FEATURES["pose"])
+    np.testing.assert_allclose(pose, [[10, 20, 300, 400, 1, 0], [50, 60, 100, 200, 0, -1]], atol=1e-6)
+    assert oracle.state_features(states, oracle.FEATURES["position"]).shape == (2, 4)
+
+    class Identity:
+        def standardize(self, z):
+            return z
+
+    # As jepa_plan.evaluation.mpc hands a batch of frames to encode: [N, H, W, C] -> [N, 1, C, H, W].
+    frames = torch.from_numpy(oracle.packed(pose)).permute(0, 3, 1, 2)[:, None]
+    assert torch.equal(oracle.StateWorldModel(Identity()).encode(frames)[:, 0], torch.from_numpy(pose))
