@@ -46,7 +46,7 @@ from jepa_plan.envs.pusht import PushTEnv  # noqa: E402
 from jepa_plan.evaluation.goals import GoalSet  # noqa: E402
 from jepa_plan.evaluation.report import format_table, summarize, write_episodes_csv  # noqa: E402
 from jepa_plan.planning import build_env, build_planners, goal_set, run_planners  # noqa: E402
-from jepa_plan.training import make_datamodule, open_data, train_world_model  # noqa: E402
+from jepa_plan.training import make_datamodule, open_data, prepare_output_dir, train_world_model  # noqa: E402
 from world_models import WorldModel  # noqa: E402
 
 FEATURES = {"pose": ["agent_x", "agent_y", "block_x", "block_y", "block_sin", "block_cos"],
@@ -130,10 +130,8 @@ def main(argv: list[str]) -> None:
     recipe = load_recipe("pusht")
     protocol = select_protocols(recipe, [args["protocol"]])[0]
     root = Path(args["out"]) / "pusht" / "tiny"
-    out = root / "train"
-    out.mkdir(parents=True, exist_ok=True)
-
     train_cfg = load_config(train_overrides(bench, recipe, root) + ["stage=world_model"])
+    out = prepare_output_dir(train_cfg)  # writes its config.yaml, as train.py does
     checkpoint = out / "world_model.pt"
     if not checkpoint.exists():
         if not Path(args["encoder"]).is_file():
