@@ -119,14 +119,9 @@ class AttentiveProbe(torch.nn.Module):
 def frame_tokens(encoder, episodes: list[Episode], device: str, chunk: int = 500) -> torch.Tensor:
     """Every frame of `episodes`, each encoded alone -> its patch tokens [N, tokens, D] (before pooling)."""
     frames = torch.from_numpy(np.concatenate([np.asarray(ep.frames) for ep in episodes])).permute(0, 3, 1, 2)
-    out = []
     with torch.no_grad():
-        for i in range(0, len(frames), chunk):
-            clip = frames[i:i + chunk, None].to(device)
-            if encoder.tubelet_size == 2:
-                clip = clip.expand(-1, 2, -1, -1, -1)  # as embed_frames encodes one frame
-            out.append(encoder(clip).float())
-    return torch.cat(out)
+        return torch.cat([encoder.frame_tokens(frames[i:i + chunk, None].to(device)).float()
+                          for i in range(0, len(frames), chunk)])
 
 
 def attentive_r2(t_fit, y_fit, t_test, y_test, steps: int, seed: int) -> list[float]:

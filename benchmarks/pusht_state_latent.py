@@ -40,11 +40,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jepa_plan.benchmark import load_recipe, plan_overrides, select_protocols, train_overrides  # noqa: E402
+from jepa_plan.benchmark import load_recipe, parse_args, plan_overrides, select_protocols, train_overrides  # noqa: E402
 from jepa_plan.config import PlanConfig, load_config, script_args, to_container  # noqa: E402
 from jepa_plan.envs.pusht import PushTEnv  # noqa: E402
 from jepa_plan.evaluation.goals import GoalSet  # noqa: E402
-from jepa_plan.evaluation.report import format_table, summarize, write_episodes_csv  # noqa: E402
+from jepa_plan.evaluation.report import format_table, write_episodes_csv  # noqa: E402
 from jepa_plan.planning import build_env, build_planners, goal_set, run_planners  # noqa: E402
 from jepa_plan.training import make_datamodule, open_data, prepare_output_dir, train_world_model  # noqa: E402
 from world_models import WorldModel  # noqa: E402
@@ -124,9 +124,7 @@ def main(argv: list[str]) -> None:
     if args["features"] not in FEATURES:
         raise SystemExit(f"features={args['features']!r}; valid: {', '.join(FEATURES)}")
     names = FEATURES[args["features"]]
-    bench = {"env": "pusht", "size": "tiny", "out": args["out"],
-             "train": [a[len("train."):] for a in argv if a.startswith("train.")],
-             "plan": [a[len("plan."):] for a in argv if a.startswith("plan.")]}
+    bench = parse_args(["env=pusht", "size=tiny", f"out={args['out']}", *(a for a in argv if a not in keys)])
     recipe = load_recipe("pusht")
     protocol = select_protocols(recipe, [args["protocol"]])[0]
     root = Path(args["out"]) / "pusht" / "tiny"

@@ -129,6 +129,14 @@ class VideoViT(nn.Module):
             x = block(x)
         return self.norm(x)
 
+    def frame_tokens(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, 3, H, W] -> the tokens of each frame encoded alone [B * T, Hp * Wp, D]."""
+        single = frames.reshape(-1, 1, *frames.shape[2:])
+        if self.tubelet_size == 2:
+            # A tubelet needs two frames: repeat the frame (as V-JEPA 2-AC does for images).
+            single = single.expand(-1, 2, -1, -1, -1)
+        return self.forward(single)
+
     def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [B, T, 3, H, W] -> per-frame mean-pooled latents [B, T, D].
 
@@ -136,11 +144,7 @@ class VideoViT(nn.Module):
         neighbours in the clip; this is the vector the world model and planners use.
         """
         b, t = frames.shape[:2]
-        single = frames.reshape(b * t, 1, *frames.shape[2:])
-        if self.tubelet_size == 2:
-            # A tubelet needs two frames: repeat the frame (as V-JEPA 2-AC does for images).
-            single = single.expand(-1, 2, -1, -1, -1)
-        pooled = self.forward(single).mean(dim=1)
+        pooled = self.frame_tokens(frames).mean(dim=1)
         if self.projector is not None:
             pooled = self.projector(pooled)
         return pooled.reshape(b, t, self.dim)

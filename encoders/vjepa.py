@@ -394,21 +394,19 @@ class VJEPAModule(LightningModule):
     def _decode_loss(self, frames: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """frames [B, L, ...], their pooled latents [B, L, D] -> L1 (or MSE) between each frame's
         decoded tokens and the layer-normalised target tokens of that frame encoded alone."""
-        single = frames.flatten(0, 1)[:, None]
-        if self.context_encoder.tubelet_size == 2:
-            single = single.expand(-1, 2, -1, -1, -1)  # as embed_frames encodes a frame
         with torch.no_grad():
             if self.cfg.decode_target == "pixels":
-                target = patch_pixels(single[:, :1], self.cfg.patch_size, 1)  # [M, Hp * Wp, 3 p p]
+                target = patch_pixels(frames.flatten(0, 1)[:, None], self.cfg.patch_size, 1)  # [M, Hp * Wp, 3 p p]
             else:
-                target = self.target_encoder(single).float()
+                target = self.target_encoder.frame_tokens(frames).float()
                 target = F.layer_norm(target, (target.shape[-1],))
             if self.cfg.decode_centered:
                 # What differs between the frames of the batch: the static scene (the same at
                 # every frame) is taken out, so it cannot dominate the term.
                 target = target - target.mean(dim=0, keepdim=True)
                 target = target / target.std().clamp_min(1e-6)
-        pred = self.decoder(latents.flatten(0, 1), self.context_encoder.grid(single.shape[1]))
+        one_frame = self.context_encoder.grid(self.context_encoder.tubelet_size)  # (1, Hp, Wp)
+        pred = self.decoder(latents.flatten(0, 1), one_frame)
         err = pred.float() - target
         return err.pow(2).mean() if self.cfg.decode_loss == "mse" else err.abs().mean()
 
