@@ -13,10 +13,11 @@ block's x, y and its angle as sin, cos (`PushTEnv.probe_features`).
 
 `encoder=cnn`: three stride-2 4x4 convolutions (32, 64, 128 channels) and a linear map to 128;
 `encoder=vit`: the recipes' ViT (`encoders.vit.VideoViT`, patch 8, 128 x 4), mean-pooled as
-`embed_frames`. `fg_weight` > 1 weights the pixels that are not background (any channel below 0.9)
+`embed_frames`; `encoder=keypoints`: `encoders.keypoints`, whose latent is `keypoints` image points
+(2 x keypoints numbers) and whose decoder sees only Gaussian blobs drawn at them. `fg_weight` > 1 weights the pixels that are not background (any channel below 0.9)
 that many times. `recon=path.png` saves held-out frames above their reconstructions at the end.
 
-Keys: encoder (cnn | vit), steps (2000), batch (64), lr (3e-4), eval_every (250), fg_weight (1),
+Keys: encoder (cnn | vit | keypoints), keypoints (16), steps (2000), batch (64), lr (3e-4), eval_every (250), fg_weight (1),
 data (data/pusht_tiny), train_to (900), fit_from (500), fit_to (900), test_to (1000), every (2:
 training frames), recon (none), device (cuda when present), seed (0).
 """
@@ -36,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from encoders.diagnostics import RidgeProbe  # noqa: E402
+from encoders.keypoints import KeypointDecoder, KeypointEncoder, foreground_weighted_mse  # noqa: E402
 from encoders.vit import VideoViT  # noqa: E402
 from jepa_plan.config import script_args  # noqa: E402
 from jepa_plan.data.episodes import EpisodeStore  # noqa: E402
@@ -82,7 +84,21 @@ class ConvDecoder(nn.Module):
         return self.net(self.inp(z).view(-1, 128, self.grid, self.grid))
 
 
-ENCODERS = {"cnn": ConvEncoder, "vit": ViTEncoder}
+class KeypointAutoencoder(nn.Module):
+    """`encoders.keypoints`: the latent is K image points, flattened to [B, 2K]."""
+
+    def __init__(self, side: int, keypoints: int):
+        super().__init__()
+        self.encoder, self.decoder = KeypointEncoder(keypoints, img_size=side), KeypointDecoder(side, keypoints)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.encoder(frames).flatten(1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z.view(len(z), -1, 2))
+
+
+ENCODERS = {"cnn": ConvEncoder, "vit": ViTEncoder, "keypoints": KeypointAutoencoder}
 
 
 def vectors(encoder: nn.Module, frames: torch.Tensor, chunk: int = 500) -> torch.Tensor:
@@ -96,7 +112,8 @@ def vectors(encoder: nn.Module, frames: torch.Tensor, chunk: int = 500) -> torch
 def main(argv: list[str]) -> None:
     args = script_args(argv, {"encoder": "cnn", "steps": 2000, "batch": 64, "lr": 3e-4, "eval_every": 250,
                               "fg_weight": 1.0, "data": "data/pusht_tiny", "train_to": 900, "fit_from": 500,
-                              "fit_to": 900, "test_to": 1000, "every": 2, "recon": None, "device": None, "seed": 0})
+                              "fit_to": 900, "test_to": 1000, "every": 2, "recon": None, "device": None, "seed": 0,
+                              "keypoints": 16})
     if args["encoder"] not in ENCODERS:
         raise SystemExit(f"encoder={args['encoder']!r}; valid: {', '.join(ENCODERS)}")
     device = args["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -109,8 +126,14 @@ def main(argv: list[str]) -> None:
     x_fit, y_fit = frames_and_pose(store, range(args["fit_from"], args["fit_to"]), 5, device, targets)
     x_test, y_test = frames_and_pose(store, range(args["fit_to"], args["test_to"]), 5, device, targets)
     side = train.shape[-1]
-    encoder, decoder = ENCODERS[args["encoder"]](side).to(device), ConvDecoder(side).to(device)
-    opt = torch.optim.AdamW([*encoder.parameters(), *decoder.parameters()], args["lr"])
+    if args["encoder"] == "keypoints":
+        encoder = KeypointAutoencoder(side, args["keypoints"]).to(device)
+        decoder = encoder.decode
+        params = list(encoder.parameters())
+    else:
+        encoder, conv = ENCODERS[args["encoder"]](side).to(device), ConvDecoder(side).to(device)
+        decoder, params = conv, [*encoder.parameters(), *conv.parameters()]
+    opt = torch.optim.AdamW(params, args["lr"])
     autocast = dict(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
     print(f"{args['encoder']} autoencoder on {args['data']}: train on {len(train)} frames (episodes 0-"
           f"{args['train_to'] - 1}, every {args['every']}th), probe fit {len(x_fit)} / score {len(x_test)}")
@@ -118,13 +141,8 @@ def main(argv: list[str]) -> None:
     started = time.time()
     for step in range(1, args["steps"] + 1):
         x = train[torch.randint(0, len(train), (args["batch"],), device=device)]
-        target = x.float() / 127.5 - 1
         with torch.autocast(**autocast):
-            err = (decoder(encoder(x)).float() - target).pow(2)
-        if args["fg_weight"] != 1:
-            foreground = (target.min(dim=1, keepdim=True).values < 0.9).float()
-            err = err * (1 + (args["fg_weight"] - 1) * foreground)
-        loss = err.mean()
+            loss = foreground_weighted_mse(decoder(encoder(x)), x, args["fg_weight"])
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -11,18 +11,21 @@ from encoders.diagnostics import (
     spearman,
 )
 from encoders.ema import ema_update, momentum_schedule
+from encoders.keypoints import KeypointDecoder, KeypointEncoder
 from encoders.masking import DEFAULT_BLOCKS, sample_multiblock_masks
 from encoders.predictor import MaskedPredictor
 from encoders.vit import VideoViT, frames_to_input, sincos_pos_embed_3d
 from encoders.vjepa import EncoderConfig, VJEPAModule, build_encoder
 
 # name -> (encoder class, config class): the shape of every component table (planners.PLANNERS).
-ENCODERS = {"vit": (VideoViT, EncoderConfig)}
+ENCODERS = {"vit": (VideoViT, EncoderConfig), "keypoints": (KeypointEncoder, EncoderConfig)}
 
 __all__ = [
     "ENCODERS",
     "DEFAULT_BLOCKS",
     "EncoderConfig",
+    "KeypointDecoder",
+    "KeypointEncoder",
     "MaskedPredictor",
     "RidgeProbe",
     "VJEPAModule",

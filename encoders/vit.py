@@ -104,6 +104,12 @@ class VideoViT(nn.Module):
                                         nn.Linear(proj_hidden, dim)) if proj_hidden else None)
         self.apply(init_weights)
 
+    @classmethod
+    def from_config(cls, cfg, img_size: int) -> "VideoViT":
+        """`encoders.vjepa.EncoderConfig` -> encoder."""
+        return cls(img_size=img_size, patch_size=cfg.patch_size, tubelet_size=cfg.tubelet_size, dim=cfg.dim,
+                   depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, proj_hidden=cfg.proj_hidden)
+
     def grid(self, num_frames: int) -> tuple[int, int, int]:
         """Token grid (T', Hp, Wp) of a clip of `num_frames` frames."""
         if num_frames % self.tubelet_size:

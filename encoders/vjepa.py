@@ -25,6 +25,11 @@ Loss per step (weights in `EncoderConfig`; 0 turns a term off):
   fixed within a clip and differs between episodes (the block's pose, its angle included) is
   what tells a clip's frames apart from the rest, so the term asks for it where the terms above
   only pay for what moves.
+- keypoint_decode (off by default; needs `name=keypoints`, `encoders.keypoints`): the latent is
+  K image points, and a decoder that sees only Gaussian blobs drawn at them rebuilds each frame,
+  by MSE with the non-background pixels weighted `kp_fg_weight` times. Where a masked-token or
+  pooled target pays for the block's outline only through a few patches, this term cannot be
+  lowered without drawing the block at its angle, so the points must lock on to its parts.
 - state_supervision (off by default; privileged, not self-supervised): a BatchNorm + linear head
   regresses the recorded states (the `state_dims`, all by default; the `state_angles` dims as sine
   and cosine; each standardised over the batch) from each frame's pooled latent. It needs states
@@ -52,6 +57,7 @@ from encoders.diagnostics import (
     feature_std,
 )
 from encoders.ema import ema_update, momentum_schedule
+from encoders.keypoints import KeypointDecoder, foreground_weighted_mse
 from encoders.masking import sample_multiblock_masks
 from encoders.predictor import MaskedPredictor, PooledDecoder
 from encoders.vit import frames_to_input
@@ -61,7 +67,7 @@ from encoders.vit import frames_to_input
 class EncoderConfig:
     """Encoder architecture, masking and pretraining recipe."""
 
-    name: str = "vit"
+    name: str = "vit"  # vit | keypoints (encoders.ENCODERS)
     patch_size: int = 8
     tubelet_size: int = 1
     dim: int = 128
@@ -127,6 +133,13 @@ class EncoderConfig:
     # l1 | mse. Where the latent cannot place a pixel (a T arm, without the angle), L1's best guess
     # is the median, often the background; MSE's is the mean, which knowing the angle improves.
     decode_loss: str = "l1"
+    # The keypoint encoder (name=keypoints: dim / 2 points; conv width kp_width) and its
+    # reconstruction term (keypoint_decode weight; blobs of width kp_sigma in [-1, 1] units,
+    # non-background pixels weighted kp_fg_weight times).
+    kp_width: int = 64
+    keypoint_decode: float = 0.0
+    kp_sigma: float = 0.1
+    kp_fg_weight: float = 5.0
     diag_frames: int = 2048
 
     def __post_init__(self):
@@ -136,6 +149,12 @@ class EncoderConfig:
             raise ValueError(f"encoder.decode_target={self.decode_target!r}; valid: tokens, pixels")
         if self.decode_loss not in ("l1", "mse"):
             raise ValueError(f"encoder.decode_loss={self.decode_loss!r}; valid: l1, mse")
+        if self.name == "keypoints" and (self.jepa > 0 or self.pooled_decode > 0):
+            raise ValueError("encoder.name=keypoints has no patch tokens: set encoder.jepa=0 and "
+                             f"encoder.pooled_decode=0 (got {self.jepa} and {self.pooled_decode})")
+        if self.keypoint_decode > 0 and self.name != "keypoints":
+            raise ValueError(f"encoder.keypoint_decode={self.keypoint_decode} needs encoder.name=keypoints, "
+                             f"got {self.name!r}")
 
     @classmethod
     def from_dict(cls, cfg: dict) -> "EncoderConfig":
@@ -160,16 +179,7 @@ def build_encoder(cfg: EncoderConfig, img_size: int) -> nn.Module:
 
     if cfg.name not in ENCODERS:
         raise KeyError(f"unknown encoder {cfg.name!r}; registered encoders: {sorted(ENCODERS)}")
-    return ENCODERS[cfg.name][0](
-        img_size=img_size,
-        patch_size=cfg.patch_size,
-        tubelet_size=cfg.tubelet_size,
-        dim=cfg.dim,
-        depth=cfg.depth,
-        heads=cfg.heads,
-        mlp_ratio=cfg.mlp_ratio,
-        proj_hidden=cfg.proj_hidden,
-    )
+    return ENCODERS[cfg.name][0].from_config(cfg, img_size)
 
 
 def vicreg_terms(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -316,6 +326,8 @@ class VJEPAModule(LightningModule):
         out_dim = patch_values if config.decode_target == "pixels" else config.dim
         self.decoder = (PooledDecoder(config.dim, config.pred_dim, config.decode_depth, config.pred_heads,
                                       config.mlp_ratio, out_dim) if config.pooled_decode > 0 else None)
+        self.kp_decoder = (KeypointDecoder(img_size, config.dim // 2, config.kp_width, config.kp_sigma)
+                           if config.keypoint_decode > 0 else None)
         self.id_head = nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, stacked)) if stacked else None
         self.fd_head = (ForwardDynamicsHead(config.dim, stacked, config.fd_hidden)
                         if stacked and config.forward_dynamics > 0 else None)
@@ -435,7 +447,8 @@ class VJEPAModule(LightningModule):
         id_weight = cfg.inverse_dynamics if actions is not None else 0.0
         fd_weight = cfg.forward_dynamics if actions is not None else 0.0
         shaped = (id_weight > 0 or fd_weight > 0 or cfg.sigreg > 0 or cfg.vicreg_var > 0 or cfg.vicreg_cov > 0
-                  or cfg.pooled_decode > 0 or cfg.contrastive > 0 or cfg.state_supervision > 0)
+                  or cfg.pooled_decode > 0 or cfg.contrastive > 0 or cfg.state_supervision > 0
+                  or cfg.keypoint_decode > 0)
         with torch.set_grad_enabled(torch.is_grad_enabled() and shaped):
             latents = self.context_encoder.embed_frames(frames)  # [B, L, D]
         if actions is None:
@@ -460,13 +473,16 @@ class VJEPAModule(LightningModule):
         else:
             inv = latents.new_zeros(())
         decode = self._decode_loss(frames, latents) if self.decoder is not None else latents.new_zeros(())
+        keypoint = (foreground_weighted_mse(self.kp_decoder(latents.flatten(0, 1).unflatten(-1, (-1, 2))),
+                                            frames.flatten(0, 1), cfg.kp_fg_weight)
+                    if self.kp_decoder is not None else latents.new_zeros(()))
         contrast = (clip_contrastive_loss(self.contrastive_head(latents.flatten(0, 1)).unflatten(0, latents.shape[:2]),
                                           cfg.contrastive_temperature)
                     if self.contrastive_head is not None else latents.new_zeros(()))
         state = self._state_loss(latents, batch) if self.state_head is not None else latents.new_zeros(())
         loss = (cfg.jepa * jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov
                 + inv_weight * inv + cfg.pooled_decode * decode + fd_weight * fd + cfg.sigreg * sig
-                + cfg.contrastive * contrast + cfg.state_supervision * state)
+                + cfg.contrastive * contrast + cfg.state_supervision * state + cfg.keypoint_decode * keypoint)
         backward = loss if id_weight > 0 or actions is None else loss + id_loss
         return {
             "loss": loss,
@@ -481,6 +497,7 @@ class VJEPAModule(LightningModule):
             "sigreg": sig,
             "contrastive_loss": contrast,
             "state_loss": state,
+            "keypoint_loss": keypoint,
             "latents": latents,
             "target_tokens": target_tokens,
         }
@@ -490,7 +507,7 @@ class VJEPAModule(LightningModule):
         out = self._step(batch, self._mask_generator(0, batch_idx))
         self.log("train/loss", out["loss"], prog_bar=True)
         for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov", "invariance", "decode_loss", "fd_loss",
-                     "sigreg", "contrastive_loss", "state_loss"):
+                     "sigreg", "contrastive_loss", "state_loss", "keypoint_loss"):
             self.log(f"train/{name}", out[name])
         return out["backward"]
 
@@ -508,7 +525,7 @@ class VJEPAModule(LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self._step(batch, self._mask_generator(1, batch_idx))
         for name in ("loss", "jepa_loss", "id_loss", "invariance", "decode_loss", "fd_loss", "sigreg",
-                     "contrastive_loss", "state_loss"):
+                     "contrastive_loss", "state_loss", "keypoint_loss"):
             self.log(f"val/{name}", out[name], sync_dist=True)
         self._collect_diagnostics(batch, out, batch_idx)
 

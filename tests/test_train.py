@@ -48,6 +48,22 @@ def test_two_stage_train_writes_a_loadable_world_model(tmp_path):
         run(load_config(overrides))
 
 
+def test_keypoint_encoder_trains_through_both_stages_and_loads(tmp_path):
+    """encoder.name=keypoints: the same two stages; the world model's encoder is the keypoint net."""
+    overrides = tiny_overrides(tmp_path) + [
+        "encoder.name=keypoints", "encoder.dim=8", "encoder.kp_width=8", "encoder.jepa=0", "encoder.keypoint_decode=1",
+        "encoder.vicreg_var=0", "encoder.vicreg_cov=0", "world_model.nuisance_ratio=0"]
+    run(load_config(overrides))
+    out = tmp_path / "run"
+    metrics = (out / "encoder/csv/version_0/metrics.csv").read_text()
+    assert "val/keypoint_loss" in metrics.splitlines()[0].split(",")
+    wm = WorldModel.from_checkpoint(out / "world_model.pt")
+    assert type(wm.encoder).__name__ == "KeypointEncoder" and wm.latent_shape == (8,)
+    frames = torch.from_numpy(np.load(tmp_path / "data" / "ep_000000" / "frames.npy")[:3]).permute(0, 3, 1, 2)
+    z = wm.encode(frames[None])
+    assert z.shape == (1, 3, 8) and torch.isfinite(z).all()
+
+
 def test_resume_continues_step_count_and_state(tmp_path, capsys):
     overrides = tiny_overrides(tmp_path, steps=4) + ["stage=encoder"]
     run(load_config(overrides))

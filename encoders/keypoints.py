@@ -1,0 +1,113 @@
+"""A keypoint bottleneck: frames -> K image points -> frames.
+
+The encoder ends in K heatmaps; a spatial softmax turns each into the expected (x, y) of its
+mass, so the latent is K points in [-1, 1]^2 (Finn et al. 2016, "Deep spatial autoencoders").
+The decoder sees only Gaussian blobs drawn at those points (Jakab et al. 2018) and must rebuild
+the frame from them. On a scene whose background never changes, as in Push-T, a rigid object's
+pose is then carried by where its points sit: its position by their mean, its angle by their
+differences, both linear in the points when two or more of them lock on to the object.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _grid(size: int, device, dtype) -> torch.Tensor:
+    """Pixel centres along one axis, in [-1, 1]."""
+    return (torch.arange(size, device=device, dtype=dtype) + 0.5) / size * 2 - 1
+
+
+def spatial_softmax(heatmaps: torch.Tensor) -> torch.Tensor:
+    """[B, K, H, W] logits -> [B, K, 2] expected (x, y) in [-1, 1]."""
+    b, k, h, w = heatmaps.shape
+    attn = heatmaps.flatten(2).float().softmax(-1).view(b, k, h, w)
+    xs = (attn.sum(2) * _grid(w, attn.device, attn.dtype)).sum(-1)
+    ys = (attn.sum(3) * _grid(h, attn.device, attn.dtype)).sum(-1)
+    return torch.stack([xs, ys], -1)
+
+
+def gaussian_maps(points: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """[B, K, 2] points in [-1, 1] -> [B, K, size, size] unit-peak Gaussian blobs of width `sigma`."""
+    g = _grid(size, points.device, points.dtype)
+    gx = (g[None, None, :] - points[..., 0:1]).pow(2)  # [B, K, W]
+    gy = (g[None, None, :] - points[..., 1:2]).pow(2)  # [B, K, H]
+    return torch.exp(-(gy[..., :, None] + gx[..., None, :]) / (2 * sigma**2))
+
+
+def _block(cin: int, cout: int, dilation: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, 1, dilation, dilation=dilation), nn.GELU()]
+
+
+class KeypointEncoder(nn.Module):
+    """uint8 frames [B, 3, S, S] -> keypoints [B, K, 2] in [-1, 1]; as a recipe encoder
+    (`encoder.name=keypoints`), `embed_frames` gives the flattened points, `dim` = 2K.
+
+    Two stride-2 convolutions to S/4, then dilated 3x3 convolutions (receptive field about 60
+    input pixels, four times the T's length at 64 px), then one heatmap per keypoint.
+    """
+
+    def __init__(self, keypoints: int = 16, width: int = 64, img_size: int = 64):
+        super().__init__()
+        if keypoints < 1 or img_size % 4:
+            raise ValueError(f"keypoints must be >= 1 and img_size a multiple of 4, got {keypoints} and {img_size}")
+        self.keypoints, self.width, self.img_size, self.dim = keypoints, width, img_size, 2 * keypoints
+        self.net = nn.Sequential(nn.Conv2d(3, width // 2, 4, 2, 1), nn.GELU(), nn.Conv2d(width // 2, width, 4, 2, 1),
+                                 nn.GELU(), *_block(width, width), *_block(width, width, 2), *_block(width, width, 4),
+                                 nn.Conv2d(width, keypoints, 1))
+
+    @classmethod
+    def from_config(cls, cfg, img_size: int) -> "KeypointEncoder":
+        """`encoders.vjepa.EncoderConfig` -> encoder: `dim` is 2 x the keypoints, `kp_width` the channels."""
+        if cfg.dim % 2:
+            raise ValueError(f"encoder.dim={cfg.dim}: the keypoint encoder's latent is 2 x keypoints, so dim must be even")
+        return cls(cfg.dim // 2, cfg.kp_width, img_size)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.dtype != torch.uint8 or frames.dim() != 4:
+            raise TypeError(f"frames must be uint8 [B, 3, H, W], got {frames.dtype} {tuple(frames.shape)}")
+        if frames.shape[-1] != self.img_size or frames.shape[-2] != self.img_size:
+            raise ValueError(f"expected {self.img_size}x{self.img_size} frames, got {tuple(frames.shape[-2:])}")
+        return spatial_softmax(self.net(frames.float() / 127.5 - 1))
+
+    def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, 3, H, W] -> each frame's keypoints, flattened [B, T, 2K]."""
+        b, t = frames.shape[:2]
+        return self.forward(frames.flatten(0, 1)).reshape(b, t, self.dim)
+
+
+class KeypointDecoder(nn.Module):
+    """Keypoints [B, K, 2] -> pixels [B, 3, S, S] in about [-1, 1], from their blobs alone.
+
+    The blobs (and two coordinate channels, so the decoder knows where it draws) are drawn at
+    S/4, then dilated convolutions and two stride-2 transposed convolutions paint the frame.
+    """
+
+    def __init__(self, side: int, keypoints: int = 16, width: int = 64, sigma: float = 0.1):
+        super().__init__()
+        self.side, self.sigma = side, sigma
+        self.net = nn.Sequential(*_block(keypoints + 2, width), *_block(width, width, 2), *_block(width, width, 4),
+                                 *_block(width, width), nn.ConvTranspose2d(width, width // 2, 4, 2, 1), nn.GELU(),
+                                 nn.ConvTranspose2d(width // 2, width // 4, 4, 2, 1), nn.GELU(),
+                                 nn.Conv2d(width // 4, 3, 3, 1, 1))
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        quarter = self.side // 4
+        maps = gaussian_maps(points, quarter, self.sigma)
+        g = _grid(quarter, points.device, points.dtype)
+        coords = torch.stack(torch.meshgrid(g, g, indexing="xy"))[None].expand(len(points), -1, -1, -1)
+        return self.net(torch.cat([maps, coords], 1))
+
+
+def foreground_weighted_mse(pred: torch.Tensor, frames: torch.Tensor, fg_weight: float) -> torch.Tensor:
+    """pred [N, 3, S, S] in [-1, 1] units, uint8 frames [N, 3, S, S] -> MSE, with the pixels that
+    are not near-white background (any channel below 0.9 in [-1, 1] units) weighted `fg_weight`
+    times. In Push-T the block and the agent cover a few percent of the frame; unweighted, the
+    loss is lowered most by the background."""
+    target = frames.float() / 127.5 - 1
+    err = (pred.float() - target).pow(2)
+    if fg_weight != 1:
+        foreground = (target.min(dim=1, keepdim=True).values < 0.9).float()
+        err = err * (1 + (fg_weight - 1) * foreground)
+    return err.mean()

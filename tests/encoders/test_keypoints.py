@@ -1,0 +1,89 @@
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from encoders import ENCODERS, EncoderConfig, KeypointEncoder, VJEPAModule, build_encoder
+from encoders.keypoints import KeypointDecoder, foreground_weighted_mse, gaussian_maps, spatial_softmax
+
+KP = dict(name="keypoints", dim=8, kp_width=8, jepa=0.0, pooled_decode=0.0, keypoint_decode=1.0, vicreg_var=0.0,
+          vicreg_cov=0.0, warmup_steps=1, diag_frames=32, lr=3e-3)
+
+
+def test_spatial_softmax_reads_the_hot_pixel_centre():
+    logits = torch.full((1, 2, 8, 8), -1e4)
+    logits[0, 0, 1, 6] = 0.0  # row 1, column 6
+    logits[0, 1, 7, 0] = 0.0
+    points = spatial_softmax(logits)
+    # Pixel centres of an 8-pixel axis in [-1, 1]: -0.875, -0.625, ..., 0.875.
+    assert torch.allclose(points[0], torch.tensor([[0.625, -0.625], [-0.875, 0.875]]))
+
+
+def test_gaussian_maps_peak_at_their_points():
+    points = torch.tensor([[[0.625, -0.625], [-0.875, 0.875]]])
+    maps = gaussian_maps(points, 8, 0.1)
+    assert maps.shape == (1, 2, 8, 8)
+    assert maps[0, 0].argmax().item() == 1 * 8 + 6 and maps[0, 1].argmax().item() == 7 * 8 + 0
+    assert torch.allclose(maps.amax(dim=(2, 3)), torch.ones(1, 2))  # unit peak on a pixel centre
+
+
+def test_encoder_embeds_each_frame_as_its_points():
+    enc = KeypointEncoder(keypoints=3, width=8, img_size=16)
+    frames = torch.randint(0, 256, (2, 4, 3, 16, 16), dtype=torch.uint8)
+    z = enc.embed_frames(frames)
+    assert z.shape == (2, 4, 6) and enc.dim == 6
+    assert z.abs().max() <= 1
+    # Each frame alone: the clip's other frames do not change a frame's points.
+    assert torch.allclose(enc.embed_frames(frames[:, 1:2])[:, 0], z[:, 1], atol=1e-6)
+    with pytest.raises(ValueError, match="16x16"):
+        enc.embed_frames(torch.zeros(1, 1, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_build_encoder_and_config_errors_name_the_key():
+    assert ENCODERS["keypoints"][0] is KeypointEncoder
+    enc = build_encoder(EncoderConfig(**KP), 16)
+    assert isinstance(enc, KeypointEncoder) and enc.keypoints == 4
+    with pytest.raises(ValueError, match="encoder.jepa=0"):
+        EncoderConfig(**{**KP, "jepa": 1.0})
+    with pytest.raises(ValueError, match="encoder.keypoint_decode"):
+        EncoderConfig(keypoint_decode=1.0)
+    with pytest.raises(ValueError, match="encoder.dim=7"):
+        build_encoder(EncoderConfig(**{**KP, "dim": 7}), 16)
+
+
+def test_foreground_weight_counts_only_non_background_pixels():
+    frames = torch.full((1, 3, 4, 4), 255, dtype=torch.uint8)
+    frames[0, :, 0, 0] = 0  # one dark pixel
+    pred = torch.zeros(1, 3, 4, 4)  # error 1 on the 15 white pixels, 1 on the dark one
+    assert foreground_weighted_mse(pred, frames, 1.0).item() == pytest.approx(1.0)
+    assert foreground_weighted_mse(pred, frames, 5.0).item() == pytest.approx((15 + 5) / 16)
+
+
+def test_keypoint_objective_learns_to_draw_a_moving_square():
+    """Frames of one dark square at random places: the reconstruction loss falls well below what
+    a point-blind decoder (the mean frame) gets, and a point follows the square."""
+    torch.manual_seed(0)
+    n, side = 64, 16
+    where = torch.randint(2, side - 6, (n, 2))
+    frames = torch.full((n, 1, 3, side, side), 255, dtype=torch.uint8)
+    for i, (r, c) in enumerate(where.tolist()):
+        frames[i, 0, :, r:r + 4, c:c + 4] = 0
+    cfg = asdict(EncoderConfig(**{**KP, "kp_sigma": 0.15}))
+    module = VJEPAModule(cfg, img_size=side, frameskip=1, action_dim=0, action_mean=[], action_std=[], max_steps=300)
+    assert isinstance(module.kp_decoder, KeypointDecoder)
+    opt = torch.optim.Adam(module.parameters(), 3e-3)
+    batch = {"frames": torch.cat([frames, frames], 1)}  # 2-frame clips
+    for _ in range(300):
+        out = module._step(batch, torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        out["backward"].backward()
+        opt.step()
+    target = frames[:, 0].float() / 127.5 - 1
+    blind = foreground_weighted_mse(target.mean(0, keepdim=True).expand_as(target), frames[:, 0], KP.get("kp_fg_weight", 5.0))
+    assert out["keypoint_loss"].item() < 0.5 * blind.item()
+    points = out["latents"][:, 0].detach().view(n, -1, 2)
+    centre = (where.float() + 2) / side * 2 - 1  # (row, col) of the square's centre in [-1, 1]
+    follows = [max(abs(torch.corrcoef(torch.stack([points[:, k, 0], centre[:, 1]]))[0, 1].item()),
+                   abs(torch.corrcoef(torch.stack([points[:, k, 1], centre[:, 0]]))[0, 1].item()))
+               for k in range(points.shape[1])]
+    assert max(follows) > 0.8
