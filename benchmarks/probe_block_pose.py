@@ -21,7 +21,9 @@ hold but the mean loses from one the encoder never formed.
 
 Keys: encoders (list of encoder.pt or .ckpt), data (data/pusht_tiny), fit_from (500), fit_to (900),
 test_to (1000), every (5), mlp_steps (3000), device (cuda when present), seed (0),
-nuisance_ratios ([]: none), nuisance_frames (4096), attentive_steps (0: none).
+nuisance_ratios ([]: none), nuisance_frames (4096), attentive_steps (0: none), double_angle (false:
+with true, sin and cos of twice the block angle are probed too, which read the block's axis without
+its direction).
 """
 
 from __future__ import annotations
@@ -134,7 +136,14 @@ def attentive_r2(t_fit, y_fit, t_test, y_test, steps: int, seed: int) -> list[fl
 
 
 def cells(r) -> str:
-    return " | ".join(f"{r[i]:.2f} / {r[i + 1]:.2f}" for i in range(0, 6, 2))
+    return " | ".join(f"{r[i]:.2f} / {r[i + 1]:.2f}" for i in range(0, len(r) - 1, 2))
+
+
+def with_double_angle(targets: torch.Tensor) -> torch.Tensor:
+    """[N, 6] COLUMNS -> [N, 8]: sin and cos of twice the block angle appended. A latent that knows the
+    block's axis but not which way the stem points reads these and not sin / cos."""
+    sin, cos = targets[:, 4], targets[:, 5]
+    return torch.cat([targets, torch.stack([2 * sin * cos, cos**2 - sin**2], 1)], 1)
 
 
 def basis_rows(path: str, encoder, fit, test, x_fit, x_test, ratios: list[float], frames: int, device: str) -> list[str]:
@@ -152,7 +161,8 @@ def basis_rows(path: str, encoder, fit, test, x_fit, x_test, ratios: list[float]
 def main(argv: list[str]) -> None:
     args = script_args(argv, {"encoders": [], "data": "data/pusht_tiny", "fit_from": 500, "fit_to": 900,
                               "test_to": 1000, "every": 5, "mlp_steps": 3000, "device": None, "seed": 0,
-                              "nuisance_ratios": [], "nuisance_frames": 4096, "attentive_steps": 0})
+                              "nuisance_ratios": [], "nuisance_frames": 4096, "attentive_steps": 0,
+                              "double_angle": False})
     if not args["encoders"]:
         raise SystemExit("give encoders=[path/to/encoder.pt,...]")
     device = args["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -161,11 +171,15 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"test_to={args['test_to']} but {args['data']} holds {len(store)} episodes")
     fit = frames_and_targets(store, range(args["fit_from"], args["fit_to"]), args["every"])
     test = frames_and_targets(store, range(args["fit_to"], args["test_to"]), args["every"])
+    columns = COLUMNS
+    if args["double_angle"]:
+        fit, test, columns = (fit[0], with_double_angle(fit[1])), (test[0], with_double_angle(test[1])), \
+            COLUMNS + ["block_sin2", "block_cos2"]
     print(f"data {args['data']}: fit on {len(fit[1])} frames of episodes {args['fit_from']}-{args['fit_to'] - 1}, "
           f"score on {len(test[1])} of episodes {args['fit_to']}-{args['test_to'] - 1} (every {args['every']}th)")
-    pairs = " | ".join(f"{a} / {b}" for a, b in zip(COLUMNS[::2], COLUMNS[1::2]))
+    pairs = " | ".join(f"{a} / {b}" for a, b in zip(columns[::2], columns[1::2]))
     print(f"| encoder | at | ridge: {pairs} | MLP: {pairs} |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|" + "---|" * len(columns))
     basis, attentive = [], []
     for path in args["encoders"]:
         encoder, at = encoder_at(Path(path))
