@@ -37,7 +37,7 @@ def test_unknown_key_lists_valid_keys():
 
 @pytest.mark.parametrize("item, message", [
     ("env=three_rooms", "unknown env 'three_rooms'; registered env names: pointmaze_medium, pointmaze_umaze, pusht, two_rooms, tworoom"),
-    ("encoder=resnet", "unknown encoder 'resnet'; registered encoder names: vit"),
+    ("encoder=resnet", "unknown encoder 'resnet'; registered encoder names: keypoints, vit"),
     ("world_model=rnn", "unknown world_model 'rnn'; registered world_model names: mlp, transformer"),
     ("world_model.name=rnn", "unknown world_model 'rnn'"),
 ])
