@@ -59,15 +59,15 @@ class ConvEncoder(nn.Module):
         return self.net(frames.float() / 127.5 - 1)
 
 
-class ViTEncoder(nn.Module):
-    """uint8 [B, 3, H, W] -> the recipes' mean-pooled ViT latent [B, 128]."""
+class FrameVectors(nn.Module):
+    """A recipe encoder on single frames: uint8 [B, 3, H, W] -> its `embed_frames` latent [B, D]."""
 
-    def __init__(self, side: int):
+    def __init__(self, encoder: nn.Module):
         super().__init__()
-        self.vit = VideoViT(img_size=side, patch_size=8, dim=LATENT, depth=4, heads=4)
+        self.encoder = encoder
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.vit.embed_frames(frames[:, None])[:, 0]
+        return self.encoder.embed_frames(frames[:, None])[:, 0]
 
 
 class ConvDecoder(nn.Module):
@@ -84,21 +84,13 @@ class ConvDecoder(nn.Module):
         return self.net(self.inp(z).view(-1, 128, self.grid, self.grid))
 
 
-class KeypointAutoencoder(nn.Module):
-    """`encoders.keypoints`: the latent is K image points, flattened to [B, 2K]."""
-
-    def __init__(self, side: int, keypoints: int):
-        super().__init__()
-        self.encoder, self.decoder = KeypointEncoder(keypoints, img_size=side), KeypointDecoder(side, keypoints)
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.encoder(frames).flatten(1)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z.view(len(z), -1, 2))
-
-
-ENCODERS = {"cnn": ConvEncoder, "vit": ViTEncoder, "keypoints": KeypointAutoencoder}
+# name -> (side, keypoints) -> (encoder to a vector, decoder from it)
+ENCODERS = {
+    "cnn": lambda side, k: (ConvEncoder(side), ConvDecoder(side)),
+    "vit": lambda side, k: (FrameVectors(VideoViT(img_size=side, patch_size=8, dim=LATENT, depth=4, heads=4)),
+                            ConvDecoder(side)),
+    "keypoints": lambda side, k: (FrameVectors(KeypointEncoder(k, img_size=side)), KeypointDecoder(side, k)),
+}
 
 
 def vectors(encoder: nn.Module, frames: torch.Tensor, chunk: int = 500) -> torch.Tensor:
@@ -126,14 +118,8 @@ def main(argv: list[str]) -> None:
     x_fit, y_fit = frames_and_pose(store, range(args["fit_from"], args["fit_to"]), 5, device, targets)
     x_test, y_test = frames_and_pose(store, range(args["fit_to"], args["test_to"]), 5, device, targets)
     side = train.shape[-1]
-    if args["encoder"] == "keypoints":
-        encoder = KeypointAutoencoder(side, args["keypoints"]).to(device)
-        decoder = encoder.decode
-        params = list(encoder.parameters())
-    else:
-        encoder, conv = ENCODERS[args["encoder"]](side).to(device), ConvDecoder(side).to(device)
-        decoder, params = conv, [*encoder.parameters(), *conv.parameters()]
-    opt = torch.optim.AdamW(params, args["lr"])
+    encoder, decoder = (m.to(device) for m in ENCODERS[args["encoder"]](side, args["keypoints"]))
+    opt = torch.optim.AdamW([*encoder.parameters(), *decoder.parameters()], args["lr"])
     autocast = dict(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
     print(f"{args['encoder']} autoencoder on {args['data']}: train on {len(train)} frames (episodes 0-"
           f"{args['train_to'] - 1}, every {args['every']}th), probe fit {len(x_fit)} / score {len(x_test)}")

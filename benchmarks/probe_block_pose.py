@@ -171,10 +171,9 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"test_to={args['test_to']} but {args['data']} holds {len(store)} episodes")
     fit = frames_and_targets(store, range(args["fit_from"], args["fit_to"]), args["every"])
     test = frames_and_targets(store, range(args["fit_to"], args["test_to"]), args["every"])
-    columns = COLUMNS
+    columns = COLUMNS + ["block_sin2", "block_cos2"] if args["double_angle"] else COLUMNS
     if args["double_angle"]:
-        fit, test, columns = (fit[0], with_double_angle(fit[1])), (test[0], with_double_angle(test[1])), \
-            COLUMNS + ["block_sin2", "block_cos2"]
+        fit, test = (fit[0], with_double_angle(fit[1])), (test[0], with_double_angle(test[1]))
     print(f"data {args['data']}: fit on {len(fit[1])} frames of episodes {args['fit_from']}-{args['fit_to'] - 1}, "
           f"score on {len(test[1])} of episodes {args['fit_to']}-{args['test_to'] - 1} (every {args['every']}th)")
     pairs = " | ".join(f"{a} / {b}" for a, b in zip(columns[::2], columns[1::2]))

@@ -78,7 +78,8 @@ class KeypointEncoder(nn.Module):
 
 
 class KeypointDecoder(nn.Module):
-    """Keypoints [B, K, 2] -> pixels [B, 3, S, S] in about [-1, 1], from their blobs alone.
+    """The encoder's latent, flattened keypoints [B, 2K] -> pixels [B, 3, S, S] in about [-1, 1],
+    from their blobs alone.
 
     The blobs (and two coordinate channels, so the decoder knows where it draws) are drawn at
     S/4, then dilated convolutions and two stride-2 transposed convolutions paint the frame.
@@ -92,7 +93,8 @@ class KeypointDecoder(nn.Module):
                                  nn.ConvTranspose2d(width // 2, width // 4, 4, 2, 1), nn.GELU(),
                                  nn.Conv2d(width // 4, 3, 3, 1, 1))
 
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        points = latents.unflatten(-1, (-1, 2))  # [B, K, 2], as KeypointEncoder.embed_frames flattened them
         quarter = self.side // 4
         maps = gaussian_maps(points, quarter, self.sigma)
         g = _grid(quarter, points.device, points.dtype)

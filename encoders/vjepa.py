@@ -322,7 +322,10 @@ class VJEPAModule(LightningModule):
                                           config.mlp_ratio,
                                           patch_values * config.tubelet_size if config.jepa_target == "pixels" else None)
                           if config.jepa > 0 else None)
-        self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False)
+        # The EMA target serves the masked-prediction term and token decoding only; without them
+        # (LeWM's terms, the keypoint encoder) there is nothing to copy and update every step.
+        uses_target = config.jepa > 0 or (config.pooled_decode > 0 and config.decode_target == "tokens")
+        self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False) if uses_target else None
         out_dim = patch_values if config.decode_target == "pixels" else config.dim
         self.decoder = (PooledDecoder(config.dim, config.pred_dim, config.decode_depth, config.pred_heads,
                                       config.mlp_ratio, out_dim) if config.pooled_decode > 0 else None)
@@ -473,8 +476,8 @@ class VJEPAModule(LightningModule):
         else:
             inv = latents.new_zeros(())
         decode = self._decode_loss(frames, latents) if self.decoder is not None else latents.new_zeros(())
-        keypoint = (foreground_weighted_mse(self.kp_decoder(latents.flatten(0, 1).unflatten(-1, (-1, 2))),
-                                            frames.flatten(0, 1), cfg.kp_fg_weight)
+        keypoint = (foreground_weighted_mse(self.kp_decoder(latents.flatten(0, 1)), frames.flatten(0, 1),
+                                            cfg.kp_fg_weight)
                     if self.kp_decoder is not None else latents.new_zeros(()))
         contrast = (clip_contrastive_loss(self.contrastive_head(latents.flatten(0, 1)).unflatten(0, latents.shape[:2]),
                                           cfg.contrastive_temperature)
@@ -512,6 +515,8 @@ class VJEPAModule(LightningModule):
         return out["backward"]
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.target_encoder is None:
+            return
         momentum = momentum_schedule(
             self.global_step, self.total_steps, self.cfg.ema_start, self.cfg.ema_end
         )
