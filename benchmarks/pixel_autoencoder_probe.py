@@ -15,9 +15,10 @@ block's x, y and its angle as sin, cos (`PushTEnv.probe_features`).
 `encoder=vit`: the recipes' ViT (`encoders.vit.VideoViT`, patch 8, 128 x 4), mean-pooled as
 `embed_frames`; `encoder=keypoints`: `encoders.keypoints`, whose latent is `keypoints` image points
 (2 x keypoints numbers) and whose decoder sees only Gaussian blobs drawn at them. `fg_weight` > 1 weights the pixels that are not background (any channel below 0.9)
-that many times. `recon=path.png` saves held-out frames above their reconstructions at the end.
+that many times; `kp_sigma` is the blobs' width, and `separation` > 0 adds that weight of
+`encoders.keypoints.keypoint_separation` (points closer than about `separation_width` repel). `recon=path.png` saves held-out frames above their reconstructions at the end.
 
-Keys: encoder (cnn | vit | keypoints), keypoints (16), steps (2000), batch (64), lr (3e-4), eval_every (250), fg_weight (1),
+Keys: encoder (cnn | vit | keypoints), keypoints (16), kp_sigma (0.1), separation (0), separation_width (0.1), steps (2000), batch (64), lr (3e-4), eval_every (250), fg_weight (1),
 data (data/pusht_tiny), train_to (900), fit_from (500), fit_to (900), test_to (1000), every (2:
 training frames), recon (none), device (cuda when present), seed (0).
 """
@@ -37,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from encoders.diagnostics import RidgeProbe  # noqa: E402
-from encoders.keypoints import KeypointDecoder, KeypointEncoder, foreground_weighted_mse  # noqa: E402
+from encoders.keypoints import KeypointDecoder, KeypointEncoder, foreground_weighted_mse, keypoint_separation  # noqa: E402
 from encoders.vit import VideoViT  # noqa: E402
 from jepa_plan.config import script_args  # noqa: E402
 from jepa_plan.data.episodes import EpisodeStore  # noqa: E402
@@ -84,12 +85,13 @@ class ConvDecoder(nn.Module):
         return self.net(self.inp(z).view(-1, 128, self.grid, self.grid))
 
 
-# name -> (side, keypoints) -> (encoder to a vector, decoder from it)
+# name -> (side, keypoints, blob width) -> (encoder to a vector, decoder from it)
 ENCODERS = {
-    "cnn": lambda side, k: (ConvEncoder(side), ConvDecoder(side)),
-    "vit": lambda side, k: (FrameVectors(VideoViT(img_size=side, patch_size=8, dim=LATENT, depth=4, heads=4)),
+    "cnn": lambda side, k, sigma: (ConvEncoder(side), ConvDecoder(side)),
+    "vit": lambda side, k, sigma: (FrameVectors(VideoViT(img_size=side, patch_size=8, dim=LATENT, depth=4, heads=4)),
                             ConvDecoder(side)),
-    "keypoints": lambda side, k: (FrameVectors(KeypointEncoder(k, img_size=side)), KeypointDecoder(side, k)),
+    "keypoints": lambda side, k, sigma: (FrameVectors(KeypointEncoder(k, img_size=side)),
+                                         KeypointDecoder(side, k, sigma=sigma)),
 }
 
 
@@ -105,7 +107,9 @@ def main(argv: list[str]) -> None:
     args = script_args(argv, {"encoder": "cnn", "steps": 2000, "batch": 64, "lr": 3e-4, "eval_every": 250,
                               "fg_weight": 1.0, "data": "data/pusht_tiny", "train_to": 900, "fit_from": 500,
                               "fit_to": 900, "test_to": 1000, "every": 2, "recon": None, "device": None, "seed": 0,
-                              "keypoints": 16})
+                              "keypoints": 16, "kp_sigma": 0.1, "separation": 0.0, "separation_width": 0.1})
+    if args["separation"] and args["encoder"] != "keypoints":
+        raise SystemExit(f"separation={args['separation']} needs encoder=keypoints, got {args['encoder']!r}")
     if args["encoder"] not in ENCODERS:
         raise SystemExit(f"encoder={args['encoder']!r}; valid: {', '.join(ENCODERS)}")
     device = args["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -118,7 +122,7 @@ def main(argv: list[str]) -> None:
     x_fit, y_fit = frames_and_pose(store, range(args["fit_from"], args["fit_to"]), 5, device, targets)
     x_test, y_test = frames_and_pose(store, range(args["fit_to"], args["test_to"]), 5, device, targets)
     side = train.shape[-1]
-    encoder, decoder = (m.to(device) for m in ENCODERS[args["encoder"]](side, args["keypoints"]))
+    encoder, decoder = (m.to(device) for m in ENCODERS[args["encoder"]](side, args["keypoints"], args["kp_sigma"]))
     opt = torch.optim.AdamW([*encoder.parameters(), *decoder.parameters()], args["lr"])
     autocast = dict(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
     print(f"{args['encoder']} autoencoder on {args['data']}: train on {len(train)} frames (episodes 0-"
@@ -128,7 +132,11 @@ def main(argv: list[str]) -> None:
     for step in range(1, args["steps"] + 1):
         x = train[torch.randint(0, len(train), (args["batch"],), device=device)]
         with torch.autocast(**autocast):
-            loss = foreground_weighted_mse(decoder(encoder(x)), x, args["fg_weight"])
+            z = encoder(x)
+            loss = foreground_weighted_mse(decoder(z), x, args["fg_weight"])
+            if args["separation"]:
+                loss = loss + args["separation"] * keypoint_separation(z.unflatten(-1, (-1, 2)),
+                                                                       args["separation_width"])
         opt.zero_grad()
         loss.backward()
         opt.step()

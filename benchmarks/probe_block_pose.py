@@ -23,7 +23,10 @@ Keys: encoders (list of encoder.pt or .ckpt), data (data/pusht_tiny), fit_from (
 test_to (1000), every (5), mlp_steps (3000), device (cuda when present), seed (0),
 nuisance_ratios ([]: none), nuisance_frames (4096), attentive_steps (0: none), double_angle (false:
 with true, sin and cos of twice the block angle are probed too, which read the block's axis without
-its direction).
+its direction), points (false: with true, for keypoint encoders, a table of where each point sits:
+its R^2 on the agent's position, its R^2 as a point fixed on the block (linear in the block's x, y,
+cos and sin of its angle), its offset from the block's origin, and how many points are fixed on the
+block at distinct offsets, which is what puts the angle linearly in the latent).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from encoders.augment import CodecNoise  # noqa: E402
 from encoders.diagnostics import RidgeProbe  # noqa: E402
+from encoders.keypoints import KeypointEncoder  # noqa: E402
 from encoders.vjepa import EncoderConfig, build_encoder  # noqa: E402
 from jepa_plan.config import script_args  # noqa: E402
 from jepa_plan.data.episodes import EpisodeStore, episode_name  # noqa: E402
@@ -146,6 +150,38 @@ def with_double_angle(targets: torch.Tensor) -> torch.Tensor:
     return torch.cat([targets, torch.stack([2 * sin * cos, cos**2 - sin**2], 1)], 1)
 
 
+def lstsq_r2(features: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+    """Least squares of `target` [N] on [1, features] -> (R^2, coefficients)."""
+    x = np.c_[np.ones(len(target)), features]
+    coef = np.linalg.lstsq(x, target, rcond=None)[0]
+    return 1 - (target - x @ coef).var() / max(target.var(), 1e-12), coef
+
+
+def point_attachment(latents: np.ndarray, states: np.ndarray, side: int, rigid: float = 0.9) -> tuple[list[str], str]:
+    """Where each keypoint of a keypoint encoder sits, from its latents [N, 2K] and Push-T states [N, 7].
+
+    A point fixed on the block at offset o in the block's frame is at c + (bx, by) + R(theta) o, linear in
+    (bx, by, cos theta, sin theta); its R^2 there is near 1 and the cos / sin coefficients are o, in
+    pixels at `side`. The angle is linear in the points only when two or more of them are rigid on the
+    block at different offsets, so the summary gives that count and the largest distance between
+    their offsets. Returns (one markdown row per point, the summary line).
+    """
+    agent, block = states[:, 0:2], states[:, 2:4]
+    pose = np.c_[block, np.cos(states[:, 4]), np.sin(states[:, 4])]
+    rows, offsets = [], []
+    for k, pt in enumerate(latents.reshape(len(latents), -1, 2).transpose(1, 0, 2)):
+        r_agent = np.mean([lstsq_r2(agent, pt[:, i])[0] for i in range(2)])
+        fits = [lstsq_r2(pose, pt[:, i]) for i in range(2)]
+        r_block = float(np.mean([f[0] for f in fits]))
+        offset = np.concatenate([f[1][3:5] for f in fits]) * side / 2 / np.sqrt(2)  # |offset| in pixels
+        if r_block >= rigid:
+            offsets.append(offset)
+        rows.append(f"| {k} | {pt.std(0).mean():.3f} | {r_agent:.2f} | {r_block:.2f} | {np.linalg.norm(offset):.1f} |")
+    spread = max((np.linalg.norm(a - b) for a in offsets for b in offsets), default=0.0)
+    return rows, (f"{len(offsets)} of {latents.shape[1] // 2} points rigid on the block (R^2 >= {rigid}); "
+                  f"largest distance between their offsets {spread:.1f} px at {side} px")
+
+
 def basis_rows(path: str, encoder, fit, test, x_fit, x_test, ratios: list[float], frames: int, device: str) -> list[str]:
     """One markdown row per nuisance ratio: the kept directions and the ridge R^2 of the projected latents."""
     with torch.no_grad():
@@ -162,7 +198,7 @@ def main(argv: list[str]) -> None:
     args = script_args(argv, {"encoders": [], "data": "data/pusht_tiny", "fit_from": 500, "fit_to": 900,
                               "test_to": 1000, "every": 5, "mlp_steps": 3000, "device": None, "seed": 0,
                               "nuisance_ratios": [], "nuisance_frames": 4096, "attentive_steps": 0,
-                              "double_angle": False})
+                              "double_angle": False, "points": False})
     if not args["encoders"]:
         raise SystemExit("give encoders=[path/to/encoder.pt,...]")
     device = args["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -179,7 +215,7 @@ def main(argv: list[str]) -> None:
     pairs = " | ".join(f"{a} / {b}" for a, b in zip(columns[::2], columns[1::2]))
     print(f"| encoder | at | ridge: {pairs} | MLP: {pairs} |")
     print("|---|---|" + "---|" * len(columns))
-    basis, attentive = [], []
+    basis, attentive, points = [], [], []
     for path in args["encoders"]:
         encoder, at = encoder_at(Path(path))
         with torch.no_grad():
@@ -189,6 +225,13 @@ def main(argv: list[str]) -> None:
         ridge = RidgeProbe().fit(x_fit.cpu(), y_fit.cpu(), alpha=1.0).r2_per_dim(x_test.cpu(), y_test.cpu())
         mlp = mlp_r2(x_fit, y_fit, x_test, y_test, args["mlp_steps"], args["seed"])
         print(f"| {path} | {at} | {cells(ridge)} | {cells(mlp)} |", flush=True)
+        if args["points"]:
+            if not isinstance(encoder, KeypointEncoder):
+                raise SystemExit(f"points=true needs a keypoint encoder; {path} is a {type(encoder).__name__}")
+            states = np.concatenate([np.asarray(ep.states) for ep in fit[0]])
+            rows, summary = point_attachment(x_fit.cpu().numpy(), states, encoder.img_size)
+            points.append(f"\n{path}: {summary}\n| point | std | R^2 on agent xy | R^2 rigid on block | "
+                          f"offset on block (px) |\n|---|---|---|---|---|\n" + "\n".join(rows))
         if args["nuisance_ratios"]:
             basis += basis_rows(path, encoder, fit, test, x_fit.cpu(), x_test.cpu(), args["nuisance_ratios"],
                                 args["nuisance_frames"], device)
@@ -196,6 +239,8 @@ def main(argv: list[str]) -> None:
             t_fit, t_test = frame_tokens(encoder, fit[0], device), frame_tokens(encoder, test[0], device)
             r2 = attentive_r2(t_fit, y_fit, t_test, y_test, args["attentive_steps"], args["seed"])
             attentive.append(f"| {path} | {t_fit.shape[1]} x {t_fit.shape[2]} | {cells(r2)} |")
+    for table in points:
+        print(table)
     if attentive:
         print(f"\nAttentive probe of the patch tokens ({args['attentive_steps']} steps):\n| encoder | tokens | {pairs} |")
         print("|---|---|---|---|---|")

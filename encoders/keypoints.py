@@ -36,6 +36,23 @@ def gaussian_maps(points: torch.Tensor, size: int, sigma: float) -> torch.Tensor
     return torch.exp(-(gy[..., :, None] + gx[..., None, :]) / (2 * sigma**2))
 
 
+def keypoint_separation(points: torch.Tensor, width: float) -> torch.Tensor:
+    """[B, K, 2] points -> mean over ordered pairs i != j of exp(-|p_i - p_j|^2 / (2 width^2)).
+
+    KeypointNet's separation term (Suwajanakorn et al. 2018), in a smooth form: it is 1 for points
+    that coincide and about 0 beyond 3 widths. Without it, the reconstruction alone lets every
+    point that follows a rigid object settle on the object's centroid (the spatial softmax of a
+    heatmap spread over the object), which carries its position but not its angle.
+    """
+    k = points.shape[-2]
+    if k < 2:
+        return points.new_zeros(())
+    p = points.float()
+    d2 = (p[:, :, None] - p[:, None]).pow(2).sum(-1)  # [B, K, K]; not cdist, whose sqrt has no gradient at 0
+    off_diagonal = ~torch.eye(k, dtype=torch.bool, device=points.device)
+    return torch.exp(-d2 / (2 * width**2))[:, off_diagonal].mean()
+
+
 def _block(cin: int, cout: int, dilation: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, 1, dilation, dilation=dilation), nn.GELU()]
 

@@ -57,7 +57,7 @@ from encoders.diagnostics import (
     feature_std,
 )
 from encoders.ema import ema_update, momentum_schedule
-from encoders.keypoints import KeypointDecoder, foreground_weighted_mse
+from encoders.keypoints import KeypointDecoder, foreground_weighted_mse, keypoint_separation
 from encoders.masking import sample_multiblock_masks
 from encoders.predictor import MaskedPredictor, PooledDecoder
 from encoders.vit import frames_to_input
@@ -135,11 +135,15 @@ class EncoderConfig:
     decode_loss: str = "l1"
     # The keypoint encoder (name=keypoints: dim / 2 points; conv width kp_width) and its
     # reconstruction term (keypoint_decode weight; blobs of width kp_sigma in [-1, 1] units,
-    # non-background pixels weighted kp_fg_weight times).
+    # non-background pixels weighted kp_fg_weight times). kp_separation weights
+    # encoders.keypoints.keypoint_separation: points closer than about kp_separation_width repel, so
+    # those that follow the block spread over it instead of all settling on its centroid.
     kp_width: int = 64
     keypoint_decode: float = 0.0
     kp_sigma: float = 0.1
     kp_fg_weight: float = 5.0
+    kp_separation: float = 0.0
+    kp_separation_width: float = 0.1
     diag_frames: int = 2048
 
     def __post_init__(self):
@@ -152,9 +156,9 @@ class EncoderConfig:
         if self.name == "keypoints" and (self.jepa > 0 or self.pooled_decode > 0):
             raise ValueError("encoder.name=keypoints has no patch tokens: set encoder.jepa=0 and "
                              f"encoder.pooled_decode=0 (got {self.jepa} and {self.pooled_decode})")
-        if self.keypoint_decode > 0 and self.name != "keypoints":
-            raise ValueError(f"encoder.keypoint_decode={self.keypoint_decode} needs encoder.name=keypoints, "
-                             f"got {self.name!r}")
+        for key in ("keypoint_decode", "kp_separation"):
+            if getattr(self, key) > 0 and self.name != "keypoints":
+                raise ValueError(f"encoder.{key}={getattr(self, key)} needs encoder.name=keypoints, got {self.name!r}")
 
     @classmethod
     def from_dict(cls, cfg: dict) -> "EncoderConfig":
@@ -451,7 +455,7 @@ class VJEPAModule(LightningModule):
         fd_weight = cfg.forward_dynamics if actions is not None else 0.0
         shaped = (id_weight > 0 or fd_weight > 0 or cfg.sigreg > 0 or cfg.vicreg_var > 0 or cfg.vicreg_cov > 0
                   or cfg.pooled_decode > 0 or cfg.contrastive > 0 or cfg.state_supervision > 0
-                  or cfg.keypoint_decode > 0)
+                  or cfg.keypoint_decode > 0 or cfg.kp_separation > 0)
         with torch.set_grad_enabled(torch.is_grad_enabled() and shaped):
             latents = self.context_encoder.embed_frames(frames)  # [B, L, D]
         if actions is None:
@@ -479,13 +483,16 @@ class VJEPAModule(LightningModule):
         keypoint = (foreground_weighted_mse(self.kp_decoder(latents.flatten(0, 1)), frames.flatten(0, 1),
                                             cfg.kp_fg_weight)
                     if self.kp_decoder is not None else latents.new_zeros(()))
+        separation = (keypoint_separation(latents.flatten(0, 1).unflatten(-1, (-1, 2)), cfg.kp_separation_width)
+                      if cfg.kp_separation > 0 else latents.new_zeros(()))
         contrast = (clip_contrastive_loss(self.contrastive_head(latents.flatten(0, 1)).unflatten(0, latents.shape[:2]),
                                           cfg.contrastive_temperature)
                     if self.contrastive_head is not None else latents.new_zeros(()))
         state = self._state_loss(latents, batch) if self.state_head is not None else latents.new_zeros(())
         loss = (cfg.jepa * jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov
                 + inv_weight * inv + cfg.pooled_decode * decode + fd_weight * fd + cfg.sigreg * sig
-                + cfg.contrastive * contrast + cfg.state_supervision * state + cfg.keypoint_decode * keypoint)
+                + cfg.contrastive * contrast + cfg.state_supervision * state + cfg.keypoint_decode * keypoint
+                + cfg.kp_separation * separation)
         backward = loss if id_weight > 0 or actions is None else loss + id_loss
         return {
             "loss": loss,
@@ -501,6 +508,7 @@ class VJEPAModule(LightningModule):
             "contrastive_loss": contrast,
             "state_loss": state,
             "keypoint_loss": keypoint,
+            "kp_separation": separation,
             "latents": latents,
             "target_tokens": target_tokens,
         }
@@ -510,7 +518,7 @@ class VJEPAModule(LightningModule):
         out = self._step(batch, self._mask_generator(0, batch_idx))
         self.log("train/loss", out["loss"], prog_bar=True)
         for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov", "invariance", "decode_loss", "fd_loss",
-                     "sigreg", "contrastive_loss", "state_loss", "keypoint_loss"):
+                     "sigreg", "contrastive_loss", "state_loss", "keypoint_loss", "kp_separation"):
             self.log(f"train/{name}", out[name])
         return out["backward"]
 
@@ -530,7 +538,7 @@ class VJEPAModule(LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self._step(batch, self._mask_generator(1, batch_idx))
         for name in ("loss", "jepa_loss", "id_loss", "invariance", "decode_loss", "fd_loss", "sigreg",
-                     "contrastive_loss", "state_loss", "keypoint_loss"):
+                     "contrastive_loss", "state_loss", "keypoint_loss", "kp_separation"):
             self.log(f"val/{name}", out[name], sync_dist=True)
         self._collect_diagnostics(batch, out, batch_idx)
 

@@ -234,3 +234,21 @@ def test_state_latent_features_pass_the_episode_loop_as_frames_and_come_back_unc
     # As jepa_plan.evaluation.mpc hands a batch of frames to encode: [N, H, W, C] -> [N, 1, C, H, W].
     frames = torch.from_numpy(oracle.packed(pose)).permute(0, 3, 1, 2)[:, None]
     assert torch.equal(oracle.StateWorldModel(Identity()).encode(frames)[:, 0], torch.from_numpy(pose))
+
+
+def test_point_attachment_counts_points_fixed_on_the_block_and_the_spread_of_their_offsets():
+    """Two synthetic points ride on the block 6 px apart (at 64 px), one follows the agent: the
+    summary finds the two and their 6 px, the table puts the third on the agent."""
+    probe = load_script("probe_block_pose")
+    rng = np.random.default_rng(0)
+    n, side = 2000, 64
+    states = np.c_[rng.uniform(50, 450, (n, 4)), rng.uniform(-np.pi, np.pi, n), np.zeros((n, 2))]
+    rot = np.stack([np.stack([np.cos(states[:, 4]), -np.sin(states[:, 4])], 1),
+                    np.stack([np.sin(states[:, 4]), np.cos(states[:, 4])], 1)], 1)  # [N, 2, 2]
+    block = states[:, 2:4] / 256 - 1
+    on_block = [block + rot @ (np.array([dx, 0.0]) / (side / 2)) for dx in (3.0, -3.0)]
+    latents = np.concatenate([*on_block, states[:, 0:2] / 256 - 1], 1)
+    rows, summary = probe.point_attachment(latents, states, side)
+    assert summary.startswith("2 of 3 points rigid on the block") and "6.0 px at 64 px" in summary
+    assert rows[0].endswith("| 1.00 | 3.0 |") and rows[1].endswith("| 1.00 | 3.0 |")
+    assert rows[2].split("|")[3].strip() == "1.00"  # point 2's R^2 on the agent

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from encoders import ENCODERS, EncoderConfig, KeypointEncoder, VJEPAModule, build_encoder
-from encoders.keypoints import KeypointDecoder, foreground_weighted_mse, gaussian_maps, spatial_softmax
+from encoders.keypoints import (KeypointDecoder, foreground_weighted_mse, gaussian_maps, keypoint_separation,
+                                spatial_softmax)
 
 KP = dict(name="keypoints", dim=8, kp_width=8, jepa=0.0, pooled_decode=0.0, keypoint_decode=1.0, vicreg_var=0.0,
           vicreg_cov=0.0, warmup_steps=1, diag_frames=32, lr=3e-3)
@@ -47,8 +48,22 @@ def test_build_encoder_and_config_errors_name_the_key():
         EncoderConfig(**{**KP, "jepa": 1.0})
     with pytest.raises(ValueError, match="encoder.keypoint_decode"):
         EncoderConfig(keypoint_decode=1.0)
+    with pytest.raises(ValueError, match="encoder.kp_separation"):
+        EncoderConfig(kp_separation=1.0)
     with pytest.raises(ValueError, match="encoder.dim=7"):
         build_encoder(EncoderConfig(**{**KP, "dim": 7}), 16)
+
+
+def test_separation_is_one_for_coincident_points_and_pushes_close_ones_apart():
+    together = torch.zeros(1, 3, 2)
+    assert keypoint_separation(together, 0.1).item() == pytest.approx(1.0)
+    far = torch.tensor([[[-0.9, -0.9], [0.9, 0.9], [0.9, -0.9]]])
+    assert keypoint_separation(far, 0.1).item() < 1e-30
+    assert keypoint_separation(torch.zeros(2, 1, 2), 0.1).item() == 0.0  # one point has no pair
+    close = torch.tensor([[[0.0, 0.0], [0.05, 0.0]]], requires_grad=True)
+    keypoint_separation(close, 0.1).backward()
+    # Descending the term moves the first point left and the second right: apart.
+    assert close.grad[0, 0, 0] > 0 and close.grad[0, 1, 0] < 0
 
 
 def test_foreground_weight_counts_only_non_background_pixels():
