@@ -16,9 +16,11 @@ block's x, y and its angle as sin, cos (`PushTEnv.probe_features`).
 `embed_frames`; `encoder=keypoints`: `encoders.keypoints`, whose latent is `keypoints` image points
 (2 x keypoints numbers) and whose decoder sees only Gaussian blobs drawn at them. `fg_weight` > 1 weights the pixels that are not background (any channel below 0.9)
 that many times; `kp_sigma` is the blobs' width, and `separation` > 0 adds that weight of
-`encoders.keypoints.keypoint_separation` (points closer than about `separation_width` repel). `recon=path.png` saves held-out frames above their reconstructions at the end.
+`encoders.keypoints.keypoint_separation` (points closer than about `separation_width` repel), and `concentration` > 0 that weight of the
+heatmaps' mean spatial variance (`encoders.keypoints.spatial_softmax`). `recon=path.png` saves held-out frames above their reconstructions at the end.
 
-Keys: encoder (cnn | vit | keypoints), keypoints (16), kp_sigma (0.1), separation (0), separation_width (0.1), steps (2000), batch (64), lr (3e-4), eval_every (250), fg_weight (1),
+Keys: encoder (cnn | vit | keypoints), keypoints (16), kp_sigma (0.1), separation (0), separation_width (0.1), concentration (0),
+steps (2000), batch (64), lr (3e-4), eval_every (250), fg_weight (1),
 data (data/pusht_tiny), train_to (900), fit_from (500), fit_to (900), test_to (1000), every (2:
 training frames), recon (none), device (cuda when present), seed (0).
 """
@@ -107,9 +109,11 @@ def main(argv: list[str]) -> None:
     args = script_args(argv, {"encoder": "cnn", "steps": 2000, "batch": 64, "lr": 3e-4, "eval_every": 250,
                               "fg_weight": 1.0, "data": "data/pusht_tiny", "train_to": 900, "fit_from": 500,
                               "fit_to": 900, "test_to": 1000, "every": 2, "recon": None, "device": None, "seed": 0,
-                              "keypoints": 16, "kp_sigma": 0.1, "separation": 0.0, "separation_width": 0.1})
-    if args["separation"] and args["encoder"] != "keypoints":
-        raise SystemExit(f"separation={args['separation']} needs encoder=keypoints, got {args['encoder']!r}")
+                              "keypoints": 16, "kp_sigma": 0.1, "separation": 0.0, "separation_width": 0.1,
+                              "concentration": 0.0})
+    for key in ("separation", "concentration"):
+        if args[key] and args["encoder"] != "keypoints":
+            raise SystemExit(f"{key}={args[key]} needs encoder=keypoints, got {args['encoder']!r}")
     if args["encoder"] not in ENCODERS:
         raise SystemExit(f"encoder={args['encoder']!r}; valid: {', '.join(ENCODERS)}")
     device = args["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -132,8 +136,13 @@ def main(argv: list[str]) -> None:
     for step in range(1, args["steps"] + 1):
         x = train[torch.randint(0, len(train), (args["batch"],), device=device)]
         with torch.autocast(**autocast):
-            z = encoder(x)
+            if args["concentration"]:
+                z, spread = (v[:, 0] for v in encoder.encoder.embed_frames(x[:, None], with_spread=True))
+            else:
+                z = encoder(x)
             loss = foreground_weighted_mse(decoder(z), x, args["fg_weight"])
+            if args["concentration"]:
+                loss = loss + args["concentration"] * spread.mean()
             if args["separation"]:
                 loss = loss + args["separation"] * keypoint_separation(z.unflatten(-1, (-1, 2)),
                                                                        args["separation_width"])

@@ -19,13 +19,18 @@ def _grid(size: int, device, dtype) -> torch.Tensor:
     return (torch.arange(size, device=device, dtype=dtype) + 0.5) / size * 2 - 1
 
 
-def spatial_softmax(heatmaps: torch.Tensor) -> torch.Tensor:
-    """[B, K, H, W] logits -> [B, K, 2] expected (x, y) in [-1, 1]."""
+def spatial_softmax(heatmaps: torch.Tensor, with_spread: bool = False):
+    """[B, K, H, W] logits -> [B, K, 2] expected (x, y) in [-1, 1]; with `with_spread`, also each
+    softmax's spatial variance E|p - mean|^2 [B, K], in [-1, 1]^2 units."""
     b, k, h, w = heatmaps.shape
     attn = heatmaps.flatten(2).float().softmax(-1).view(b, k, h, w)
-    xs = (attn.sum(2) * _grid(w, attn.device, attn.dtype)).sum(-1)
-    ys = (attn.sum(3) * _grid(h, attn.device, attn.dtype)).sum(-1)
-    return torch.stack([xs, ys], -1)
+    gx, gy = _grid(w, attn.device, attn.dtype), _grid(h, attn.device, attn.dtype)
+    px, py = attn.sum(2), attn.sum(3)  # marginals over x [B, K, W] and y [B, K, H]
+    xs, ys = (px * gx).sum(-1), (py * gy).sum(-1)
+    points = torch.stack([xs, ys], -1)
+    if not with_spread:
+        return points
+    return points, (px * gx**2).sum(-1) - xs**2 + (py * gy**2).sum(-1) - ys**2
 
 
 def gaussian_maps(points: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
@@ -81,17 +86,23 @@ class KeypointEncoder(nn.Module):
             raise ValueError(f"encoder.dim={cfg.dim}: the keypoint encoder's latent is 2 x keypoints, so dim must be even")
         return cls(cfg.dim // 2, cfg.kp_width, img_size)
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor, with_spread: bool = False):
+        """uint8 [B, 3, S, S] -> points [B, K, 2]; with `with_spread`, (points, spread [B, K]), the
+        spread being each heatmap's spatial variance (`spatial_softmax`)."""
         if frames.dtype != torch.uint8 or frames.dim() != 4:
             raise TypeError(f"frames must be uint8 [B, 3, H, W], got {frames.dtype} {tuple(frames.shape)}")
         if frames.shape[-1] != self.img_size or frames.shape[-2] != self.img_size:
             raise ValueError(f"expected {self.img_size}x{self.img_size} frames, got {tuple(frames.shape[-2:])}")
-        return spatial_softmax(self.net(frames.float() / 127.5 - 1))
+        return spatial_softmax(self.net(frames.float() / 127.5 - 1), with_spread)
 
-    def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, T, 3, H, W] -> each frame's keypoints, flattened [B, T, 2K]."""
+    def embed_frames(self, frames: torch.Tensor, with_spread: bool = False):
+        """uint8 [B, T, 3, H, W] -> each frame's keypoints, flattened [B, T, 2K]; with `with_spread`,
+        (those, the heatmaps' spreads [B, T, K])."""
         b, t = frames.shape[:2]
-        return self.forward(frames.flatten(0, 1)).reshape(b, t, self.dim)
+        if not with_spread:
+            return self.forward(frames.flatten(0, 1)).reshape(b, t, self.dim)
+        points, spread = self.forward(frames.flatten(0, 1), True)
+        return points.reshape(b, t, self.dim), spread.reshape(b, t, -1)
 
 
 class KeypointDecoder(nn.Module):

@@ -138,12 +138,15 @@ class EncoderConfig:
     # non-background pixels weighted kp_fg_weight times). kp_separation weights
     # encoders.keypoints.keypoint_separation: points closer than about kp_separation_width repel, so
     # those that follow the block spread over it instead of all settling on its centroid.
+    # kp_concentration weights the heatmaps' mean spatial variance: a heatmap spread over the whole
+    # block puts its point at the centroid, so a tight one must pick a part of the block.
     kp_width: int = 64
     keypoint_decode: float = 0.0
     kp_sigma: float = 0.1
     kp_fg_weight: float = 5.0
     kp_separation: float = 0.0
     kp_separation_width: float = 0.1
+    kp_concentration: float = 0.0
     diag_frames: int = 2048
 
     def __post_init__(self):
@@ -156,7 +159,7 @@ class EncoderConfig:
         if self.name == "keypoints" and (self.jepa > 0 or self.pooled_decode > 0):
             raise ValueError("encoder.name=keypoints has no patch tokens: set encoder.jepa=0 and "
                              f"encoder.pooled_decode=0 (got {self.jepa} and {self.pooled_decode})")
-        for key in ("keypoint_decode", "kp_separation"):
+        for key in ("keypoint_decode", "kp_separation", "kp_concentration"):
             if getattr(self, key) > 0 and self.name != "keypoints":
                 raise ValueError(f"encoder.{key}={getattr(self, key)} needs encoder.name=keypoints, got {self.name!r}")
 
@@ -455,9 +458,14 @@ class VJEPAModule(LightningModule):
         fd_weight = cfg.forward_dynamics if actions is not None else 0.0
         shaped = (id_weight > 0 or fd_weight > 0 or cfg.sigreg > 0 or cfg.vicreg_var > 0 or cfg.vicreg_cov > 0
                   or cfg.pooled_decode > 0 or cfg.contrastive > 0 or cfg.state_supervision > 0
-                  or cfg.keypoint_decode > 0 or cfg.kp_separation > 0)
+                  or cfg.keypoint_decode > 0 or cfg.kp_separation > 0 or cfg.kp_concentration > 0)
         with torch.set_grad_enabled(torch.is_grad_enabled() and shaped):
-            latents = self.context_encoder.embed_frames(frames)  # [B, L, D]
+            if cfg.kp_concentration > 0:
+                latents, spread = self.context_encoder.embed_frames(frames, with_spread=True)  # [B, L, D], [B, L, K]
+                concentration = spread.mean()
+            else:
+                latents = self.context_encoder.embed_frames(frames)  # [B, L, D]
+                concentration = latents.new_zeros(())
         if actions is None:
             id_loss = latents.new_zeros(())
         else:
@@ -492,7 +500,7 @@ class VJEPAModule(LightningModule):
         loss = (cfg.jepa * jepa + id_weight * id_loss + cfg.vicreg_var * var + cfg.vicreg_cov * cov
                 + inv_weight * inv + cfg.pooled_decode * decode + fd_weight * fd + cfg.sigreg * sig
                 + cfg.contrastive * contrast + cfg.state_supervision * state + cfg.keypoint_decode * keypoint
-                + cfg.kp_separation * separation)
+                + cfg.kp_separation * separation + cfg.kp_concentration * concentration)
         backward = loss if id_weight > 0 or actions is None else loss + id_loss
         return {
             "loss": loss,
@@ -509,6 +517,7 @@ class VJEPAModule(LightningModule):
             "state_loss": state,
             "keypoint_loss": keypoint,
             "kp_separation": separation,
+            "kp_spread": concentration,
             "latents": latents,
             "target_tokens": target_tokens,
         }
@@ -518,7 +527,7 @@ class VJEPAModule(LightningModule):
         out = self._step(batch, self._mask_generator(0, batch_idx))
         self.log("train/loss", out["loss"], prog_bar=True)
         for name in ("jepa_loss", "id_loss", "vicreg_var", "vicreg_cov", "invariance", "decode_loss", "fd_loss",
-                     "sigreg", "contrastive_loss", "state_loss", "keypoint_loss", "kp_separation"):
+                     "sigreg", "contrastive_loss", "state_loss", "keypoint_loss", "kp_separation", "kp_spread"):
             self.log(f"train/{name}", out[name])
         return out["backward"]
 
@@ -538,7 +547,7 @@ class VJEPAModule(LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self._step(batch, self._mask_generator(1, batch_idx))
         for name in ("loss", "jepa_loss", "id_loss", "invariance", "decode_loss", "fd_loss", "sigreg",
-                     "contrastive_loss", "state_loss", "keypoint_loss", "kp_separation"):
+                     "contrastive_loss", "state_loss", "keypoint_loss", "kp_separation", "kp_spread"):
             self.log(f"val/{name}", out[name], sync_dist=True)
         self._collect_diagnostics(batch, out, batch_idx)
 

@@ -20,6 +20,15 @@ def test_spatial_softmax_reads_the_hot_pixel_centre():
     assert torch.allclose(points[0], torch.tensor([[0.625, -0.625], [-0.875, 0.875]]))
 
 
+def test_spatial_softmax_spread_is_the_heatmaps_variance():
+    logits = torch.full((1, 2, 8, 8), -1e4)
+    logits[0, 0, 2, 3] = logits[0, 0, 2, 5] = 0.0  # two pixels 0.5 apart: each 0.25 from their mean
+    logits[0, 1, 4, 4] = 0.0  # one pixel: no spread
+    points, spread = spatial_softmax(logits, with_spread=True)
+    assert torch.allclose(points, spatial_softmax(logits))
+    assert torch.allclose(spread, torch.tensor([[0.0625, 0.0]]), atol=1e-6)
+
+
 def test_gaussian_maps_peak_at_their_points():
     points = torch.tensor([[[0.625, -0.625], [-0.875, 0.875]]])
     maps = gaussian_maps(points, 8, 0.1)
@@ -34,6 +43,8 @@ def test_encoder_embeds_each_frame_as_its_points():
     z = enc.embed_frames(frames)
     assert z.shape == (2, 4, 6) and enc.dim == 6
     assert z.abs().max() <= 1
+    points, spread = enc.embed_frames(frames, with_spread=True)
+    assert torch.equal(points, z) and spread.shape == (2, 4, 3) and (spread >= 0).all()
     # Each frame alone: the clip's other frames do not change a frame's points.
     assert torch.allclose(enc.embed_frames(frames[:, 1:2])[:, 0], z[:, 1], atol=1e-6)
     with pytest.raises(ValueError, match="16x16"):
@@ -50,6 +61,8 @@ def test_build_encoder_and_config_errors_name_the_key():
         EncoderConfig(keypoint_decode=1.0)
     with pytest.raises(ValueError, match="encoder.kp_separation"):
         EncoderConfig(kp_separation=1.0)
+    with pytest.raises(ValueError, match="encoder.kp_concentration"):
+        EncoderConfig(kp_concentration=1.0)
     with pytest.raises(ValueError, match="encoder.dim=7"):
         build_encoder(EncoderConfig(**{**KP, "dim": 7}), 16)
 
@@ -102,3 +115,19 @@ def test_keypoint_objective_learns_to_draw_a_moving_square():
                    abs(torch.corrcoef(torch.stack([points[:, k, 1], centre[:, 0]]))[0, 1].item()))
                for k in range(points.shape[1])]
     assert max(follows) > 0.8
+
+
+def test_separation_and_concentration_terms_add_their_weights_to_the_loss():
+    torch.manual_seed(0)
+    frames = torch.randint(0, 256, (3, 2, 3, 16, 16), dtype=torch.uint8)
+    outs = {}
+    for weight in (0.0, 0.5):
+        cfg = asdict(EncoderConfig(**{**KP, "kp_separation": weight, "kp_concentration": weight}))
+        torch.manual_seed(1)
+        module = VJEPAModule(cfg, img_size=16, frameskip=1, action_dim=0, action_mean=[], action_std=[], max_steps=10)
+        outs[weight] = module._step({"frames": frames}, torch.Generator().manual_seed(0))
+    on, off = outs[0.5], outs[0.0]
+    assert 0 < on["kp_separation"].item() <= 1 and on["kp_spread"].item() > 0
+    assert off["kp_separation"].item() == 0 and off["kp_spread"].item() == 0
+    expected = off["loss"] + 0.5 * (on["kp_separation"] + on["kp_spread"])
+    assert torch.allclose(on["loss"], expected, atol=1e-5)
