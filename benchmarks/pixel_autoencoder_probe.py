@@ -17,10 +17,11 @@ block's x, y and its angle as sin, cos (`PushTEnv.probe_features`).
 (2 x keypoints numbers) and whose decoder sees only Gaussian blobs drawn at them. `fg_weight` > 1 weights the pixels that are not background (any channel below 0.9)
 that many times; `kp_sigma` is the blobs' width, and `separation` > 0 adds that weight of
 `encoders.keypoints.keypoint_separation` (points closer than about `separation_width` repel), and `concentration` > 0 that weight of the
-heatmaps' mean spatial variance (`encoders.keypoints.spatial_softmax`). `recon=path.png` saves held-out frames above their reconstructions at the end.
+heatmaps' mean spatial variance (`encoders.keypoints.spatial_softmax`); `reach` is the keypoint
+decoder's (global | local, `encoders.keypoints.KeypointDecoder`). `recon=path.png` saves held-out frames above their reconstructions at the end.
 
 Keys: encoder (cnn | vit | keypoints), keypoints (16), kp_sigma (0.1), separation (0), separation_width (0.1), concentration (0),
-steps (2000), batch (64), lr (3e-4), eval_every (250), fg_weight (1),
+reach (global), steps (2000), batch (64), lr (3e-4), eval_every (250), fg_weight (1),
 data (data/pusht_tiny), train_to (900), fit_from (500), fit_to (900), test_to (1000), every (2:
 training frames), recon (none), device (cuda when present), seed (0).
 """
@@ -87,13 +88,13 @@ class ConvDecoder(nn.Module):
         return self.net(self.inp(z).view(-1, 128, self.grid, self.grid))
 
 
-# name -> (side, keypoints, blob width) -> (encoder to a vector, decoder from it)
+# name -> (side, keypoints, blob width, decoder reach) -> (encoder to a vector, decoder from it)
 ENCODERS = {
-    "cnn": lambda side, k, sigma: (ConvEncoder(side), ConvDecoder(side)),
-    "vit": lambda side, k, sigma: (FrameVectors(VideoViT(img_size=side, patch_size=8, dim=LATENT, depth=4, heads=4)),
+    "cnn": lambda side, k, sigma, reach: (ConvEncoder(side), ConvDecoder(side)),
+    "vit": lambda side, k, sigma, reach: (FrameVectors(VideoViT(img_size=side, patch_size=8, dim=LATENT, depth=4, heads=4)),
                             ConvDecoder(side)),
-    "keypoints": lambda side, k, sigma: (FrameVectors(KeypointEncoder(k, img_size=side)),
-                                         KeypointDecoder(side, k, sigma=sigma)),
+    "keypoints": lambda side, k, sigma, reach: (FrameVectors(KeypointEncoder(k, img_size=side)),
+                                                KeypointDecoder(side, k, sigma=sigma, reach=reach)),
 }
 
 
@@ -110,7 +111,7 @@ def main(argv: list[str]) -> None:
                               "fg_weight": 1.0, "data": "data/pusht_tiny", "train_to": 900, "fit_from": 500,
                               "fit_to": 900, "test_to": 1000, "every": 2, "recon": None, "device": None, "seed": 0,
                               "keypoints": 16, "kp_sigma": 0.1, "separation": 0.0, "separation_width": 0.1,
-                              "concentration": 0.0})
+                              "concentration": 0.0, "reach": "global"})
     for key in ("separation", "concentration"):
         if args[key] and args["encoder"] != "keypoints":
             raise SystemExit(f"{key}={args[key]} needs encoder=keypoints, got {args['encoder']!r}")
@@ -126,7 +127,8 @@ def main(argv: list[str]) -> None:
     x_fit, y_fit = frames_and_pose(store, range(args["fit_from"], args["fit_to"]), 5, device, targets)
     x_test, y_test = frames_and_pose(store, range(args["fit_to"], args["test_to"]), 5, device, targets)
     side = train.shape[-1]
-    encoder, decoder = (m.to(device) for m in ENCODERS[args["encoder"]](side, args["keypoints"], args["kp_sigma"]))
+    encoder, decoder = (m.to(device) for m in ENCODERS[args["encoder"]](side, args["keypoints"], args["kp_sigma"],
+                                                                            args["reach"]))
     opt = torch.optim.AdamW([*encoder.parameters(), *decoder.parameters()], args["lr"])
     autocast = dict(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
     print(f"{args['encoder']} autoencoder on {args['data']}: train on {len(train)} frames (episodes 0-"

@@ -110,14 +110,25 @@ class KeypointDecoder(nn.Module):
     from their blobs alone.
 
     The blobs (and two coordinate channels, so the decoder knows where it draws) are drawn at
-    S/4, then dilated convolutions and two stride-2 transposed convolutions paint the frame.
+    S/4, then convolutions and two stride-2 transposed convolutions paint the frame. `reach`
+    picks the convolutions at S/4: "global", dilated 3x3 ones whose receptive field spans the
+    whole frame, or "local", 1x1 ones, so a pixel is painted only from the blobs within about two
+    widths of it. A local decoder cannot paint a whole object from one point at its centroid;
+    to draw the T's bar ends it needs points near them.
     """
 
-    def __init__(self, side: int, keypoints: int = 16, width: int = 64, sigma: float = 0.1):
+    def __init__(self, side: int, keypoints: int = 16, width: int = 64, sigma: float = 0.1, reach: str = "global"):
         super().__init__()
+        if reach not in ("global", "local"):
+            raise ValueError(f"reach={reach!r}; valid: global, local")
         self.side, self.sigma = side, sigma
-        self.net = nn.Sequential(*_block(keypoints + 2, width), *_block(width, width, 2), *_block(width, width, 4),
-                                 *_block(width, width), nn.ConvTranspose2d(width, width // 2, 4, 2, 1), nn.GELU(),
+        if reach == "global":
+            body = [*_block(keypoints + 2, width), *_block(width, width, 2), *_block(width, width, 4),
+                    *_block(width, width)]
+        else:
+            body = [nn.Conv2d(keypoints + 2, width, 1), nn.GELU(), nn.Conv2d(width, width, 1), nn.GELU(),
+                    nn.Conv2d(width, width, 1), nn.GELU()]
+        self.net = nn.Sequential(*body, nn.ConvTranspose2d(width, width // 2, 4, 2, 1), nn.GELU(),
                                  nn.ConvTranspose2d(width // 2, width // 4, 4, 2, 1), nn.GELU(),
                                  nn.Conv2d(width // 4, 3, 3, 1, 1))
 

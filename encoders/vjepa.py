@@ -147,6 +147,8 @@ class EncoderConfig:
     kp_separation: float = 0.0
     kp_separation_width: float = 0.1
     kp_concentration: float = 0.0
+    # The keypoint decoder's reach at S/4 (encoders.keypoints.KeypointDecoder): global | local.
+    kp_decoder_reach: str = "global"
     diag_frames: int = 2048
 
     def __post_init__(self):
@@ -154,6 +156,8 @@ class EncoderConfig:
             raise ValueError(f"encoder.jepa_target={self.jepa_target!r}; valid: tokens, pixels")
         if self.decode_target not in ("tokens", "pixels"):
             raise ValueError(f"encoder.decode_target={self.decode_target!r}; valid: tokens, pixels")
+        if self.kp_decoder_reach not in ("global", "local"):
+            raise ValueError(f"encoder.kp_decoder_reach={self.kp_decoder_reach!r}; valid: global, local")
         if self.decode_loss not in ("l1", "mse"):
             raise ValueError(f"encoder.decode_loss={self.decode_loss!r}; valid: l1, mse")
         if self.name == "keypoints" and (self.jepa > 0 or self.pooled_decode > 0):
@@ -336,7 +340,8 @@ class VJEPAModule(LightningModule):
         out_dim = patch_values if config.decode_target == "pixels" else config.dim
         self.decoder = (PooledDecoder(config.dim, config.pred_dim, config.decode_depth, config.pred_heads,
                                       config.mlp_ratio, out_dim) if config.pooled_decode > 0 else None)
-        self.kp_decoder = (KeypointDecoder(img_size, config.dim // 2, config.kp_width, config.kp_sigma)
+        self.kp_decoder = (KeypointDecoder(img_size, config.dim // 2, config.kp_width, config.kp_sigma,
+                                           config.kp_decoder_reach)
                            if config.keypoint_decode > 0 else None)
         self.id_head = nn.Sequential(nn.BatchNorm1d(config.dim), nn.Linear(config.dim, stacked)) if stacked else None
         self.fd_head = (ForwardDynamicsHead(config.dim, stacked, config.fd_hidden)

@@ -131,3 +131,21 @@ def test_separation_and_concentration_terms_add_their_weights_to_the_loss():
     assert off["kp_separation"].item() == 0 and off["kp_spread"].item() == 0
     expected = off["loss"] + 0.5 * (on["kp_separation"] + on["kp_spread"])
     assert torch.allclose(on["loss"], expected, atol=1e-5)
+
+
+def test_local_decoder_paints_a_pixel_only_from_the_blobs_near_it():
+    """Moving a point across the top-left corner changes the far bottom-right corner's pixels
+    under the global decoder and leaves them alone under the local one."""
+    torch.manual_seed(0)
+    a, b = torch.tensor([[-0.8, -0.8]]), torch.tensor([[-0.5, -0.9]])
+    change = {}
+    for reach in ("global", "local"):
+        dec = KeypointDecoder(32, keypoints=1, width=8, sigma=0.05, reach=reach)
+        with torch.no_grad():
+            change[reach] = (dec(a) - dec(b))[..., 24:, 24:].abs().max().item()
+    assert change["global"] > 0  # small at initialisation, but the far pixels do depend on the point
+    assert change["local"] == 0  # the blob's tail there underflows to 0 and 1x1 convolutions do not carry it
+    with pytest.raises(ValueError, match="reach='wide'"):
+        KeypointDecoder(32, reach="wide")
+    with pytest.raises(ValueError, match="encoder.kp_decoder_reach"):
+        EncoderConfig(**{**KP, "kp_decoder_reach": "wide"})
