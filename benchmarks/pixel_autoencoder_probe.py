@@ -146,8 +146,7 @@ def main(argv: list[str]) -> None:
             if args["concentration"]:
                 loss = loss + args["concentration"] * spread.mean()
             if args["separation"]:
-                loss = loss + args["separation"] * keypoint_separation(z.unflatten(-1, (-1, 2)),
-                                                                       args["separation_width"])
+                loss = loss + args["separation"] * keypoint_separation(z, args["separation_width"])
         opt.zero_grad()
         loss.backward()
         opt.step()

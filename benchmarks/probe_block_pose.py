@@ -150,11 +150,11 @@ def with_double_angle(targets: torch.Tensor) -> torch.Tensor:
     return torch.cat([targets, torch.stack([2 * sin * cos, cos**2 - sin**2], 1)], 1)
 
 
-def lstsq_r2(features: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
-    """Least squares of `target` [N] on [1, features] -> (R^2, coefficients)."""
-    x = np.c_[np.ones(len(target)), features]
-    coef = np.linalg.lstsq(x, target, rcond=None)[0]
-    return 1 - (target - x @ coef).var() / max(target.var(), 1e-12), coef
+def lstsq_r2(features: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of each column of `targets` [N, M] on [1, features] -> (R^2 [M], coefficients [F + 1, M])."""
+    x = np.c_[np.ones(len(targets)), features]
+    coef = np.linalg.lstsq(x, targets, rcond=None)[0]
+    return 1 - (targets - x @ coef).var(0) / np.maximum(targets.var(0), 1e-12), coef
 
 
 def point_attachment(latents: np.ndarray, states: np.ndarray, side: int, rigid: float = 0.9) -> tuple[list[str], str]:
@@ -166,19 +166,18 @@ def point_attachment(latents: np.ndarray, states: np.ndarray, side: int, rigid: 
     block at different offsets, so the summary gives that count and the largest distance between
     their offsets. Returns (one markdown row per point, the summary line).
     """
-    agent, block = states[:, 0:2], states[:, 2:4]
-    pose = np.c_[block, np.cos(states[:, 4]), np.sin(states[:, 4])]
-    rows, offsets = [], []
-    for k, pt in enumerate(latents.reshape(len(latents), -1, 2).transpose(1, 0, 2)):
-        r_agent = np.mean([lstsq_r2(agent, pt[:, i])[0] for i in range(2)])
-        fits = [lstsq_r2(pose, pt[:, i]) for i in range(2)]
-        r_block = float(np.mean([f[0] for f in fits]))
-        offset = np.concatenate([f[1][3:5] for f in fits]) * side / 2 / np.sqrt(2)  # |offset| in pixels
-        if r_block >= rigid:
-            offsets.append(offset)
-        rows.append(f"| {k} | {pt.std(0).mean():.3f} | {r_agent:.2f} | {r_block:.2f} | {np.linalg.norm(offset):.1f} |")
-    spread = max((np.linalg.norm(a - b) for a in offsets for b in offsets), default=0.0)
-    return rows, (f"{len(offsets)} of {latents.shape[1] // 2} points rigid on the block (R^2 >= {rigid}); "
+    pose = np.c_[states[:, 2:4], np.cos(states[:, 4]), np.sin(states[:, 4])]
+    r_agent = lstsq_r2(states[:, 0:2], latents)[0].reshape(-1, 2).mean(1)  # per point, over its x and y
+    r_block, coef = lstsq_r2(pose, latents)
+    r_block = r_block.reshape(-1, 2).mean(1)
+    # Per point: the cos / sin coefficients of its x, then of its y; |offset| in pixels is their norm / sqrt 2.
+    offsets = coef[3:5].T.reshape(-1, 4) * side / 2 / np.sqrt(2)
+    stds = latents.reshape(len(latents), -1, 2).std(0).mean(1)
+    rows = [f"| {k} | {stds[k]:.3f} | {r_agent[k]:.2f} | {r_block[k]:.2f} | {np.linalg.norm(offsets[k]):.1f} |"
+            for k in range(len(stds))]
+    fixed = offsets[r_block >= rigid]
+    spread = max((np.linalg.norm(a - b) for a in fixed for b in fixed), default=0.0)
+    return rows, (f"{len(fixed)} of {len(stds)} points rigid on the block (R^2 >= {rigid}); "
                   f"largest distance between their offsets {spread:.1f} px at {side} px")
 
 

@@ -41,20 +41,21 @@ def gaussian_maps(points: torch.Tensor, size: int, sigma: float) -> torch.Tensor
     return torch.exp(-(gy[..., :, None] + gx[..., None, :]) / (2 * sigma**2))
 
 
-def keypoint_separation(points: torch.Tensor, width: float) -> torch.Tensor:
-    """[B, K, 2] points -> mean over ordered pairs i != j of exp(-|p_i - p_j|^2 / (2 width^2)).
+def keypoint_separation(latents: torch.Tensor, width: float) -> torch.Tensor:
+    """The encoder's latent, flattened keypoints [B, 2K] -> mean over ordered pairs i != j of
+    exp(-|p_i - p_j|^2 / (2 width^2)).
 
     KeypointNet's separation term (Suwajanakorn et al. 2018), in a smooth form: it is 1 for points
     that coincide and about 0 beyond 3 widths. Without it, the reconstruction alone lets every
     point that follows a rigid object settle on the object's centroid (the spatial softmax of a
     heatmap spread over the object), which carries its position but not its angle.
     """
-    k = points.shape[-2]
+    p = latents.float().unflatten(-1, (-1, 2))  # [B, K, 2], as KeypointEncoder.embed_frames flattened them
+    k = p.shape[-2]
     if k < 2:
-        return points.new_zeros(())
-    p = points.float()
+        return p.new_zeros(())
     d2 = (p[:, :, None] - p[:, None]).pow(2).sum(-1)  # [B, K, K]; not cdist, whose sqrt has no gradient at 0
-    off_diagonal = ~torch.eye(k, dtype=torch.bool, device=points.device)
+    off_diagonal = ~torch.eye(k, dtype=torch.bool, device=p.device)
     return torch.exp(-d2 / (2 * width**2))[:, off_diagonal].mean()
 
 

@@ -496,7 +496,7 @@ class VJEPAModule(LightningModule):
         keypoint = (foreground_weighted_mse(self.kp_decoder(latents.flatten(0, 1)), frames.flatten(0, 1),
                                             cfg.kp_fg_weight)
                     if self.kp_decoder is not None else latents.new_zeros(()))
-        separation = (keypoint_separation(latents.flatten(0, 1).unflatten(-1, (-1, 2)), cfg.kp_separation_width)
+        separation = (keypoint_separation(latents.flatten(0, 1), cfg.kp_separation_width)
                       if cfg.kp_separation > 0 else latents.new_zeros(()))
         contrast = (clip_contrastive_loss(self.contrastive_head(latents.flatten(0, 1)).unflatten(0, latents.shape[:2]),
                                           cfg.contrastive_temperature)

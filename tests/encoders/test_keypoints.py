@@ -69,14 +69,14 @@ def test_build_encoder_and_config_errors_name_the_key():
 
 def test_separation_is_one_for_coincident_points_and_pushes_close_ones_apart():
     together = torch.zeros(1, 3, 2)
-    assert keypoint_separation(together, 0.1).item() == pytest.approx(1.0)
+    assert keypoint_separation(together.flatten(1), 0.1).item() == pytest.approx(1.0)
     far = torch.tensor([[[-0.9, -0.9], [0.9, 0.9], [0.9, -0.9]]])
-    assert keypoint_separation(far, 0.1).item() < 1e-30
-    assert keypoint_separation(torch.zeros(2, 1, 2), 0.1).item() == 0.0  # one point has no pair
-    close = torch.tensor([[[0.0, 0.0], [0.05, 0.0]]], requires_grad=True)
+    assert keypoint_separation(far.flatten(1), 0.1).item() < 1e-30
+    assert keypoint_separation(torch.zeros(2, 2), 0.1).item() == 0.0  # one point has no pair
+    close = torch.tensor([[0.0, 0.0, 0.05, 0.0]], requires_grad=True)  # (x0, y0, x1, y1)
     keypoint_separation(close, 0.1).backward()
     # Descending the term moves the first point left and the second right: apart.
-    assert close.grad[0, 0, 0] > 0 and close.grad[0, 1, 0] < 0
+    assert close.grad[0, 0] > 0 and close.grad[0, 2] < 0
 
 
 def test_foreground_weight_counts_only_non_background_pixels():
