@@ -47,6 +47,9 @@ class TrainerConfig:
     num_nodes: int = 1
     precision: str = "auto"  # bf16-mixed on a CUDA GPU with bf16, else 32-true
     max_steps: Optional[int] = None  # if set, caps every stage (else encoder/world_model.max_steps)
+    # If set, each stage also stops after this many minutes of fitting and still writes its
+    # encoder.pt / world_model.pt (Lightning's max_time). The lr schedule still runs to max_steps.
+    max_minutes: Optional[float] = None
     val_check_interval: int = 250
     limit_val_batches: Optional[int] = 40  # validation batches per check (None = the whole val split)
     checkpoint_every_n_steps: int = 100
@@ -225,6 +228,8 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"logger.wandb.mode='{cfg.logger.wandb.mode}' is not one of {', '.join(WANDB_MODES)}"
         )
+    if "trainer" in cfg and cfg.trainer.get("max_minutes") is not None and not cfg.trainer.max_minutes > 0:
+        raise ConfigError(f"trainer.max_minutes={cfg.trainer.max_minutes} must be positive (or null: no limit)")
     if "data" in cfg:
         if cfg.data.clip_len < 2:
             raise ConfigError(f"data.clip_len={cfg.data.clip_len} must be at least 2")

@@ -21,6 +21,7 @@ import shutil
 import sys
 import time
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
@@ -187,11 +188,15 @@ def make_trainer(cfg: DictConfig, out: Path, stage: str, max_steps: int) -> L.Tr
         limit_val_batches=t.limit_val_batches if t.limit_val_batches is not None else 1.0,
         log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar,
         logger=make_loggers(cfg, out, stage), callbacks=callbacks, num_sanity_val_steps=0,
-        enable_model_summary=False, default_root_dir=out)
+        enable_model_summary=False, default_root_dir=out,
+        max_time=None if t.max_minutes is None else timedelta(minutes=t.max_minutes))
 
 
-def finish_loggers(trainer: L.Trainer) -> None:
-    """Close the stage's W&B run so the next stage gets its own."""
+def finish_loggers(trainer: L.Trainer, stage: str, steps: int) -> None:
+    """Say when `trainer.max_minutes` ended the stage early, and close the stage's W&B run so
+    the next stage gets its own."""
+    if trainer.global_step < steps:
+        log(f"stage {stage}: stopped by trainer.max_minutes at step {trainer.global_step} of {steps}")
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and trainer.is_global_zero:
             logger.experiment.finish()
@@ -227,7 +232,7 @@ def train_encoder(cfg: DictConfig, dm: ClipDataModule, out: Path) -> None:
     trainer = make_trainer(cfg, out, "encoder", steps)
     log(f"stage encoder: {steps} steps, precision {trainer.precision}, output {out / 'encoder'}")
     trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, out, "encoder"))
-    finish_loggers(trainer)
+    finish_loggers(trainer, "encoder", steps)
     if trainer.is_global_zero:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         (out / "encoder_metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -314,7 +319,7 @@ def train_world_model(cfg: DictConfig, dm: ClipDataModule, out: Path) -> dict:
     log(f"stage world_model: {steps} steps on {len(train)} windows, output {out / 'world_model'}")
     trainer.fit(module, split_loader(train, wm_cfg["batch_size"], True), split_loader(val, wm_cfg["batch_size"], False),
                 ckpt_path=resume_path(cfg, out, "world_model"))
-    finish_loggers(trainer)
+    finish_loggers(trainer, "world_model", steps)
 
     result = {}
     if trainer.is_global_zero:

@@ -83,6 +83,15 @@ def test_resume_continues_step_count_and_state(tmp_path, capsys):
     assert not torch.equal(first["state_dict"][key], second["state_dict"][key])
 
 
+def test_max_minutes_ends_a_stage_early_and_still_writes_it(tmp_path, capsys):
+    overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("trainer.max_steps")]
+    run(load_config(overrides + ["stage=encoder", "trainer.max_steps=500", "trainer.max_minutes=0.0001"]))
+    assert "stage encoder: stopped by trainer.max_minutes at step" in capsys.readouterr().out
+    out = tmp_path / "run"
+    assert (out / "encoder.pt").is_file()
+    assert 1 <= torch.load(out / "encoder/checkpoints/last.ckpt", weights_only=False)["global_step"] < 500
+
+
 def test_corrupt_episode_is_skipped_and_training_goes_on(tmp_path):
     overrides = tiny_overrides(tmp_path, steps=2) + ["stage=encoder", "data.max_bad_fraction=0.1"]
     cfg = load_config(overrides)

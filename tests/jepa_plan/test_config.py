@@ -51,6 +51,7 @@ def test_unknown_component_lists_registered(item, message):
     ("stage=planner", "stage='planner' is not one of encoder, world_model, all"),
     ("logger.wandb.mode=sometimes", "logger.wandb.mode='sometimes'"),
     ("data.clip_len=1", "data.clip_len=1"),
+    ("trainer.max_minutes=0", r"trainer.max_minutes=0.0 must be positive"),
     ("noequals", "not key=value"),
 ])
 def test_bad_values_are_named(item, message):
