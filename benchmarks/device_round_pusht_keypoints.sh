@@ -17,6 +17,7 @@
 # them where they land:
 #   python benchmarks/probe_block_pose.py encoders=[...] points=true            (64 px arms)
 #   python benchmarks/probe_block_pose.py encoders=[...] data=data/pusht_96 points=true
+# ARMSET=precision (with THROUGHPUT=0) runs the second round's arms instead (below).
 # Usage (PY, WHEELS=0, DATA64, DATA96 and small steps let it run on a CPU box as a smoke test):
 #   bash benchmarks/device_round_pusht_keypoints.sh [MIN] [short steps] [long steps]
 set -u
@@ -37,7 +38,8 @@ DATA64=${DATA64:-.gpu/data/pusht_tiny}
 DATA96=${DATA96:-.gpu/data/pusht_96}
 mkdir -p .gpu/data
 [ -d "$DATA64" ] || untar .gpu/pusht_tiny.tar.xz .gpu/data &
-[ -d "$DATA96" ] || untar .gpu/pusht_96.tar.xz .gpu/data &
+ARMSET=${ARMSET:-scale}
+[ -d "$DATA96" ] || [ $ARMSET != scale ] || untar .gpu/pusht_96.tar.xz .gpu/data &
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 $PY -c "import torch, lightning, av, omegaconf; print('torch', torch.__version__, 'lightning', lightning.__version__, 'av', av.__version__)" || exit 1
 
@@ -57,7 +59,8 @@ COMMON="env=pusht data.frameskip=5 stage=encoder encoder.name=keypoints encoder.
   trainer.val_check_interval=1000 trainer.progress_bar=false trainer.max_minutes=$MIN logger.wandb.mode=disabled"
 AT64="env.resolution=64 data.dir=$DATA64"
 AT96="env.resolution=96 data.dir=$DATA96"
-declare -A ARMS=(
+declare -A ARMS
+if [ $ARMSET = scale ]; then ARMS=(
   [g64_b32]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT"
   [g64_b32_s1]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT seed=1"
   [g96_b32]="$AT96 data.batch_size=32 encoder.max_steps=$SHORT"
@@ -65,6 +68,18 @@ declare -A ARMS=(
   [g64_b128]="$AT64 data.batch_size=128 encoder.max_steps=$LONG"
   [g96_b128]="$AT96 data.batch_size=128 encoder.max_steps=$LONG"
 )
+# ARMSET=precision: the scale round's 64 px arms read the angle far better than the same recipe on
+# CPU (float32). Is it bf16-mixed, or the seed? 32-true here keeps cuDNN's TF32 convolutions.
+else ARMS=(
+  [p32_b32_s0]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT trainer.precision=32-true"
+  [p32_b32_s1]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT trainer.precision=32-true seed=1"
+  [p32_b32_s2]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT trainer.precision=32-true seed=2"
+  [p32_b32_s3]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT trainer.precision=32-true seed=3"
+  [g64_b32_s2]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT seed=2"
+  [g64_b32_s3]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT seed=3"
+  [g64_b128_s1]="$AT64 data.batch_size=128 encoder.max_steps=$LONG seed=1"
+  [p32_b128_s0]="$AT64 data.batch_size=128 encoder.max_steps=$LONG trainer.precision=32-true"
+); fi
 RUNS=/tmp/arms
 rm -rf $RUNS && mkdir -p $RUNS/pt
 arms_started=$(date +%s)
