@@ -108,7 +108,9 @@ def main(argv: list[str]) -> None:
                     "a": torch.randn(k, skip * a_env, generator=g), "states": torch.randn(k + 1, s_dim, generator=g)}
 
     device = torch.cuda.get_device_name(0) if accelerator == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{env} size={size}: {res} px, encoder dim {enc_cfg['dim']} depth {enc_cfg['depth']}, clip {clip}; "
+    encoder = (f"keypoint encoder, {enc_cfg['dim'] // 2} points" if enc_cfg["name"] == "keypoints"
+               else f"ViT encoder, dim {enc_cfg['dim']} depth {enc_cfg['depth']}")
+    print(f"{env} size={size}: {res} px, {encoder}, clip {clip}; "
           f"predictor {wm_cfg['layers']}x{wm_cfg['hidden']}; on {device}; median of {steps} steps after {warmup}")
     print("| stage | precision | batch | ms/step | samples/s | peak GPU GiB |")
     print("|---|---|---|---|---|---|")

@@ -76,6 +76,11 @@ class TrainConfig:
 
     stage: str = "all"  # encoder | world_model | all
     seed: int = 0
+    # Seed search for the encoder stage: train it once per seed (same data split), each into
+    # <output_dir>/encoder_seeds/seed_<s>/, and keep the run with the lowest `encoder_select`
+    # (a validation metric, so no labels) as <output_dir>/encoder.pt. None: one run at `seed`.
+    encoder_seeds: Optional[list] = None
+    encoder_select: str = "val/loss"
     output_dir: str = "outputs/train/${env.name}"
     resume: bool = False
     env: Any = None  # the env's own config dataclass, chosen by `env=<name>`
@@ -228,6 +233,12 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"logger.wandb.mode='{cfg.logger.wandb.mode}' is not one of {', '.join(WANDB_MODES)}"
         )
+    if cfg.get("encoder_seeds") is not None:
+        seeds = list(cfg.encoder_seeds)
+        if not seeds or not all(isinstance(x, int) for x in seeds) or len(set(seeds)) != len(seeds):
+            raise ConfigError(f"encoder_seeds={seeds} must be a non-empty list of distinct integers (or null)")
+    if "encoder_select" in cfg and not str(cfg.encoder_select).startswith("val/"):
+        raise ConfigError(f"encoder_select='{cfg.encoder_select}' must be a validation metric, 'val/<name>'")
     if "trainer" in cfg and cfg.trainer.get("max_minutes") is not None and not cfg.trainer.max_minutes > 0:
         raise ConfigError(f"trainer.max_minutes={cfg.trainer.max_minutes} must be positive (or null: no limit)")
     if "data" in cfg:

@@ -28,6 +28,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -243,6 +244,37 @@ def train_encoder(cfg: DictConfig, dm: ClipDataModule, out: Path) -> None:
     trainer.strategy.barrier()
 
 
+def search_encoder_seeds(cfg: DictConfig, dm: ClipDataModule, out: Path) -> None:
+    """`encoder_seeds`: the encoder stage once per seed on the same split, then the run with the
+    lowest `encoder_select` becomes `<out>/encoder.pt`. Each run resumes or is skipped on its own,
+    and `<out>/encoder_seeds.json` records every seed's metric and the choice."""
+    key, rows = cfg.encoder_select, []
+    for seed in cfg.encoder_seeds:
+        sub = out / "encoder_seeds" / f"seed_{seed}"
+        if cfg.resume and (sub / "encoder.pt").exists():
+            log(f"encoder seed {seed} already done ({sub / 'encoder.pt'}), skipping")
+        else:
+            log(f"encoder seed search: seed {seed} into {sub}")
+            sub.mkdir(parents=True, exist_ok=True)
+            L.seed_everything(seed, workers=True, verbose=False)
+            train_encoder(cfg, dm, sub)
+        metrics = json.loads((sub / "encoder_metrics.json").read_text())
+        if key not in metrics:
+            raise ConfigError(f"encoder_select='{key}' is not one of the encoder's validation metrics "
+                              f"({', '.join(sorted(metrics))}) in {sub / 'encoder_metrics.json'}")
+        rows.append({"seed": seed, key: metrics[key], "encoder": str(sub / "encoder.pt")})
+    best = min(rows, key=lambda row: row[key])
+    log("encoder seed search (" + key + "): " + ", ".join(f"seed {r['seed']} {r[key]:.4f}" for r in rows)
+        + f"; keeping seed {best['seed']}")
+    if rank_zero_only.rank == 0:
+        chosen = Path(best["encoder"]).parent
+        shutil.copy2(chosen / "encoder_metrics.json", out / "encoder_metrics.json")
+        tmp = out / "encoder.pt.tmp"
+        shutil.copy(chosen / "encoder.pt", tmp)  # a fresh mtime: the latent cache must see a new encoder
+        tmp.replace(out / "encoder.pt")
+        (out / "encoder_seeds.json").write_text(json.dumps({"select": key, "chosen": best["seed"], "runs": rows}, indent=2))
+
+
 def load_encoder(path: Path):
     if not path.is_file():
         raise ConfigError(f"{path} not found: train the encoder first (stage=encoder or stage=all)")
@@ -389,6 +421,8 @@ def run(cfg: DictConfig) -> dict:
     if cfg.stage in ("encoder", "all"):
         if cfg.resume and (out / "encoder.pt").exists():
             log(f"encoder stage already done ({out / 'encoder.pt'}), skipping")
+        elif cfg.encoder_seeds:
+            search_encoder_seeds(cfg, dm, out)
         else:
             train_encoder(cfg, dm, out)
     if cfg.stage in ("world_model", "all"):

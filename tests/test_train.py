@@ -92,6 +92,27 @@ def test_max_minutes_ends_a_stage_early_and_still_writes_it(tmp_path, capsys):
     assert 1 <= torch.load(out / "encoder/checkpoints/last.ckpt", weights_only=False)["global_step"] < 500
 
 
+def test_encoder_seed_search_keeps_the_lowest_validation_metric(tmp_path):
+    run(load_config(tiny_overrides(tmp_path) + ["stage=all", "encoder_seeds=[0,1]"]))
+    out = tmp_path / "run"
+    record = json.loads((out / "encoder_seeds.json").read_text())
+    losses = {row["seed"]: row["val/loss"] for row in record["runs"]}
+    assert record["select"] == "val/loss" and sorted(losses) == [0, 1]
+    assert losses[record["chosen"]] == min(losses.values())
+    chosen = torch.load(out / "encoder_seeds" / f"seed_{record['chosen']}" / "encoder.pt", weights_only=True)
+    other = torch.load(out / "encoder_seeds" / f"seed_{1 - record['chosen']}" / "encoder.pt", weights_only=True)
+    kept = torch.load(out / "encoder.pt", weights_only=True)
+    for name, value in kept["state_dict"].items():
+        assert torch.equal(value, chosen["state_dict"][name])
+    assert any(not torch.equal(v, other["state_dict"][k]) for k, v in kept["state_dict"].items())
+    assert (out / "world_model.pt").is_file()  # the world model trained on the kept encoder
+
+
+def test_encoder_seed_search_names_a_metric_the_encoder_does_not_log(tmp_path):
+    with pytest.raises(ConfigError, match=r"encoder_select='val/nothing' is not one of .*val/loss"):
+        run(load_config(tiny_overrides(tmp_path) + ["stage=encoder", "encoder_seeds=[3]", "encoder_select=val/nothing"]))
+
+
 def test_corrupt_episode_is_skipped_and_training_goes_on(tmp_path):
     overrides = tiny_overrides(tmp_path, steps=2) + ["stage=encoder", "data.max_bad_fraction=0.1"]
     cfg = load_config(overrides)

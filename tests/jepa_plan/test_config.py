@@ -52,6 +52,8 @@ def test_unknown_component_lists_registered(item, message):
     ("logger.wandb.mode=sometimes", "logger.wandb.mode='sometimes'"),
     ("data.clip_len=1", "data.clip_len=1"),
     ("trainer.max_minutes=0", r"trainer.max_minutes=0.0 must be positive"),
+    ("encoder_seeds=[1,1]", r"encoder_seeds=\[1, 1\] must be a non-empty list of distinct integers"),
+    ("encoder_select=loss", r"encoder_select='loss' must be a validation metric"),
     ("noequals", "not key=value"),
 ])
 def test_bad_values_are_named(item, message):
