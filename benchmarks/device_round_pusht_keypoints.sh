@@ -60,25 +60,28 @@ COMMON="env=pusht data.frameskip=5 stage=encoder encoder.name=keypoints encoder.
 AT64="env.resolution=64 data.dir=$DATA64"
 AT96="env.resolution=96 data.dir=$DATA96"
 declare -A ARMS
+B32="data.batch_size=32 encoder.max_steps=$SHORT"
+B128="data.batch_size=128 encoder.max_steps=$LONG"
+F32="trainer.precision=32-true"
 if [ $ARMSET = scale ]; then ARMS=(
-  [g64_b32]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT"
-  [g64_b32_s1]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT seed=1"
-  [g96_b32]="$AT96 data.batch_size=32 encoder.max_steps=$SHORT"
-  [g96_b32_s1]="$AT96 data.batch_size=32 encoder.max_steps=$SHORT seed=1"
-  [g64_b128]="$AT64 data.batch_size=128 encoder.max_steps=$LONG"
-  [g96_b128]="$AT96 data.batch_size=128 encoder.max_steps=$LONG"
+  [g64_b32]="$AT64 $B32"
+  [g64_b32_s1]="$AT64 $B32 seed=1"
+  [g96_b32]="$AT96 $B32"
+  [g96_b32_s1]="$AT96 $B32 seed=1"
+  [g64_b128]="$AT64 $B128"
+  [g96_b128]="$AT96 $B128"
 )
 # ARMSET=precision: the scale round's 64 px arms read the angle far better than the same recipe on
 # CPU (float32). Is it bf16-mixed, or the seed? 32-true here keeps cuDNN's TF32 convolutions.
 else ARMS=(
-  [p32_b32_s0]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT trainer.precision=32-true"
-  [p32_b32_s1]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT trainer.precision=32-true seed=1"
-  [p32_b32_s2]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT trainer.precision=32-true seed=2"
-  [p32_b32_s3]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT trainer.precision=32-true seed=3"
-  [g64_b32_s2]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT seed=2"
-  [g64_b32_s3]="$AT64 data.batch_size=32 encoder.max_steps=$SHORT seed=3"
-  [g64_b128_s1]="$AT64 data.batch_size=128 encoder.max_steps=$LONG seed=1"
-  [p32_b128_s0]="$AT64 data.batch_size=128 encoder.max_steps=$LONG trainer.precision=32-true"
+  [p32_b32_s0]="$AT64 $B32 $F32"
+  [p32_b32_s1]="$AT64 $B32 $F32 seed=1"
+  [p32_b32_s2]="$AT64 $B32 $F32 seed=2"
+  [p32_b32_s3]="$AT64 $B32 $F32 seed=3"
+  [g64_b32_s2]="$AT64 $B32 seed=2"
+  [g64_b32_s3]="$AT64 $B32 seed=3"
+  [g64_b128_s1]="$AT64 $B128 seed=1"
+  [p32_b128_s0]="$AT64 $B128 $F32"
 ); fi
 RUNS=/tmp/arms
 rm -rf $RUNS && mkdir -p $RUNS/pt

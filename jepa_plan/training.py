@@ -28,7 +28,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -193,7 +192,7 @@ def make_trainer(cfg: DictConfig, out: Path, stage: str, max_steps: int) -> L.Tr
         max_time=None if t.max_minutes is None else timedelta(minutes=t.max_minutes))
 
 
-def finish_loggers(trainer: L.Trainer, stage: str, steps: int) -> None:
+def finish_stage(trainer: L.Trainer, stage: str, steps: int) -> None:
     """Say when `trainer.max_minutes` ended the stage early, and close the stage's W&B run so
     the next stage gets its own."""
     if trainer.global_step < steps:
@@ -233,7 +232,7 @@ def train_encoder(cfg: DictConfig, dm: ClipDataModule, out: Path) -> None:
     trainer = make_trainer(cfg, out, "encoder", steps)
     log(f"stage encoder: {steps} steps, precision {trainer.precision}, output {out / 'encoder'}")
     trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, out, "encoder"))
-    finish_loggers(trainer, "encoder", steps)
+    finish_stage(trainer, "encoder", steps)
     if trainer.is_global_zero:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         (out / "encoder_metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -351,7 +350,7 @@ def train_world_model(cfg: DictConfig, dm: ClipDataModule, out: Path) -> dict:
     log(f"stage world_model: {steps} steps on {len(train)} windows, output {out / 'world_model'}")
     trainer.fit(module, split_loader(train, wm_cfg["batch_size"], True), split_loader(val, wm_cfg["batch_size"], False),
                 ckpt_path=resume_path(cfg, out, "world_model"))
-    finish_loggers(trainer, "world_model", steps)
+    finish_stage(trainer, "world_model", steps)
 
     result = {}
     if trainer.is_global_zero:
