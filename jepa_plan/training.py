@@ -326,10 +326,15 @@ def train_world_model(cfg: DictConfig, dm: ClipDataModule, out: Path) -> dict:
     encoder, enc_state = load_encoder(out / "encoder.pt")
     wm_cfg = asdict(to_dataclass(cfg.world_model, WorldModelConfig))
     raw = cached_latents(encoder, dm, out, wm_cfg["nuisance_frames"])
-    mean, proj, ratios = latent_basis(raw["train"]["latents"], raw["shifts"], wm_cfg["nuisance_ratio"])
+    mean, proj, ratios = latent_basis(raw["train"]["latents"], raw["shifts"], wm_cfg["nuisance_ratio"],
+                                      wm_cfg["whiten_floor"])
     if wm_cfg["nuisance_ratio"] > 0:
         log(f"latent basis: {proj.shape[1]} of {proj.shape[0]} directions spread over the data at least "
             f"{wm_cfg['nuisance_ratio']:g}x what codec-like noise moves them (ratios {ratios[0]:.0f} .. {ratios[-1]:.1f})")
+    if wm_cfg["whiten_floor"] > 0:
+        variance = ((raw["train"]["latents"] - mean) @ proj).var(0)
+        log(f"latent basis whitened (floor {wm_cfg['whiten_floor']:g}): {int((variance > 0.5).sum())} of "
+            f"{len(variance)} principal axes at variance > 0.5")
     names, groups = probe_features(dm.store, raw)
     skip = cfg.data.frameskip
     stats = {

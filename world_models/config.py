@@ -25,11 +25,17 @@ class WorldModelConfig:
     # data is at least this many times what codec-like noise moves them; 0: per-dim standardisation.
     nuisance_ratio: float = 10.0
     nuisance_frames: int = 4096  # train frames perturbed to measure that
+    # > 0: then turn the latent onto its principal axes and scale an axis of variance v by
+    # 1 / sqrt(v + whiten_floor), so a state held in minor axes counts in the loss and the
+    # planner's distance (latents.latent_basis); 0: off.
+    whiten_floor: float = 0.0
     ridge_alpha: float = 1.0
 
     def __post_init__(self):
         if self.nuisance_ratio < 0 or self.nuisance_frames < 1:
             raise ValueError(f"world_model.nuisance_ratio ({self.nuisance_ratio}) must be >= 0 and "
                              f"world_model.nuisance_frames ({self.nuisance_frames}) >= 1")
+        if self.whiten_floor < 0:
+            raise ValueError(f"world_model.whiten_floor={self.whiten_floor} must be >= 0 (0: off)")
         if self.history < 1:
             raise ValueError(f"world_model.history={self.history} must be at least 1")

@@ -94,8 +94,8 @@ def perturbation_shifts(encoder, episodes: list, frames: int, noise, seed: int =
     return torch.cat(shifts)[:frames]
 
 
-def latent_basis(latents: torch.Tensor, shifts: torch.Tensor | None, nuisance_ratio: float
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def latent_basis(latents: torch.Tensor, shifts: torch.Tensor | None, nuisance_ratio: float,
+                 whiten_floor: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Raw latents [N, D] and perturbation shifts [M, D] -> (mean [D], projection [D, k],
     signal-to-nuisance variance ratio of each kept direction [k]).
 
@@ -103,11 +103,38 @@ def latent_basis(latents: torch.Tensor, shifts: torch.Tensor | None, nuisance_ra
     projected orthogonally onto the span of the k directions along which the data spreads at
     least `nuisance_ratio` times more than the shifts (a generalised eigenproblem). With
     `nuisance_ratio` 0 (or no shifts) it is per-dimension standardisation, k = D, ratios NaN.
+
+    `whiten_floor` > 0 then turns that latent onto its principal axes and scales each axis of
+    variance v by 1 / sqrt(v + whiten_floor): axes well above the floor get unit variance, axes
+    below it stay small. Standardising each dimension alone leaves a state that moves the
+    latent along minor axes nearly invisible to the world model's loss and to the planner's
+    distance: a keypoint latent holds a rigid block's angle in axes of variance 0.02-0.04 of
+    32 (docs/results.md). The ratios then no longer match the columns one to one.
     """
     mean = latents.mean(0)
     if nuisance_ratio <= 0 or shifts is None:
         std = latents.std(0).clamp_min(1e-6)
-        return mean, torch.diag(1.0 / std), torch.full_like(std, float("nan"))
+        proj, ratios = torch.diag(1.0 / std), torch.full_like(std, float("nan"))
+    else:
+        proj, ratios = _signal_span(latents, mean, shifts, nuisance_ratio)
+    if whiten_floor > 0:
+        proj = proj @ _whitening((latents - mean) @ proj, whiten_floor)
+    return mean, proj, ratios
+
+
+def _whitening(z: torch.Tensor, floor: float) -> torch.Tensor:
+    """Latents [N, k] -> [k, k]: rotate onto their principal axes (largest first) and scale
+    the axis of variance v by 1 / sqrt(v + floor)."""
+    variance, axes = torch.linalg.eigh(torch.cov(z.double().T).reshape(z.shape[1], z.shape[1]))
+    order = variance.argsort(descending=True)
+    variance, axes = variance[order].clamp_min(0), axes[:, order]
+    return (axes / (variance + floor).sqrt()).float()
+
+
+def _signal_span(latents: torch.Tensor, mean: torch.Tensor, shifts: torch.Tensor, nuisance_ratio: float
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`latent_basis`'s projection onto the directions that spread `nuisance_ratio` times more
+    than the shifts, and their ratios."""
     x = latents.double() - mean.double()
     signal = x.T @ x / max(len(x) - 1, 1)
     d = shifts.double()
@@ -132,7 +159,7 @@ def latent_basis(latents: torch.Tensor, shifts: torch.Tensor | None, nuisance_ra
     # 0.96 on the AV1-trained two_rooms model.)
     std = latents.std(0).clamp_min(1e-6)
     span, _ = torch.linalg.qr(basis[:, keep].float() * std[:, None])
-    return mean, span / std[:, None], ratios[keep].float()
+    return span / std[:, None], ratios[keep].float()
 
 
 def stack_actions(actions: torch.Tensor, lengths: torch.Tensor, frameskip: int) -> torch.Tensor:

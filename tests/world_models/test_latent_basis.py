@@ -53,6 +53,41 @@ def test_no_direction_left_is_a_clear_error():
         latent_basis(latents, torch.randn(500, 4) * 10, nuisance_ratio=10.0)
 
 
+def _state_in_a_minor_axis(n=4000, seed=0):
+    """Three dims that all follow x; y moves dim 1 by a tenth of that, n moves dim 2 by a thousandth
+    (a keypoint latent: every point of a block follows its position, its angle moves them a little)."""
+    g = torch.Generator().manual_seed(seed)
+    x, y, noise = (torch.randn(n, generator=g) for _ in range(3))
+    return torch.stack([x, x + 0.1 * y, x + 1e-3 * noise], dim=1), y
+
+
+def test_whitening_lifts_a_state_held_in_a_minor_axis():
+    latents, y = _state_in_a_minor_axis()
+    mean, flat, _ = latent_basis(latents, None, 0.0)
+    _, white, _ = latent_basis(latents, None, 0.0, whiten_floor=1e-4)
+    variance = torch.cov(((latents - mean) @ white).T).diagonal()
+    assert variance[:2].sub(1).abs().max() < 0.05  # x's axis and y's axis both at about unit variance
+    assert variance[2] < 0.05  # the axis below the floor stays small instead of being blown up
+    # How far the latent moves when y alone changes by one, against x alone: a seventeenth as far
+    # standardised, about as far once whitened.
+    y_step, x_step = torch.tensor([[0.0, 0.1, 0.0]]), torch.ones(1, 3)
+    assert (y_step @ flat).norm() / (x_step @ flat).norm() < 0.1
+    assert (y_step @ white).norm() / (x_step @ white).norm() > 0.8
+
+
+def test_whitening_composes_with_the_nuisance_span():
+    latents, shifts = _signal_and_nuisance()
+    mean, proj, ratios = latent_basis(latents, shifts, nuisance_ratio=10.0, whiten_floor=1e-3)
+    assert proj.shape == (4, 2) and (ratios >= 10).all()
+    assert torch.allclose(torch.cov(((latents - mean) @ proj).T), torch.eye(2), atol=0.05)
+
+
+def test_negative_whiten_floor_is_a_clear_error():
+    from world_models.config import WorldModelConfig
+    with pytest.raises(ValueError, match="world_model.whiten_floor"):
+        WorldModelConfig(whiten_floor=-1.0)
+
+
 class _Frames:
     def __init__(self, frames):
         self.frames = frames
