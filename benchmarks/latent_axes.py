@@ -89,6 +89,8 @@ def main(argv: list[str]) -> None:
         print(f"| {n} | {variance[n - 1]:.4f} | {variance[:n].sum() / total:.3f} | "
               + " | ".join(f"{x:.2f}" for x in r2) + " |")
     k = min(args["corr_axes"], z.shape[1])
+    if k < 1:
+        return
     corr = torch.corrcoef(torch.cat([p[:, :k], s], 1).T)[:k, k:].abs()
     print(f"\n|correlation| of each principal axis with each feature (train frames)\n"
           "| axis | variance | " + " | ".join(names) + " |")
