@@ -31,17 +31,10 @@ from encoders.diagnostics import RidgeProbe  # noqa: E402
 from jepa_plan.config import script_args  # noqa: E402
 from jepa_plan.envs import ENVS  # noqa: E402
 from world_models import WorldModel  # noqa: E402
-from world_models.latents import latent_basis  # noqa: E402
+from world_models.latents import latent_basis, principal_axes  # noqa: E402
 
 DEFAULTS = {"run": None, "whiten_floor": 0.0, "axes": [2, 4, 6, 8, 10, 12, 16, 24, 32], "corr_axes": 12,
             "probe_frames": 20000, "ridge_alpha": 1.0}
-
-
-def principal_axes(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Latents [N, k] -> (variance of each principal axis [k], axes [k, k] as columns), largest first."""
-    variance, axes = torch.linalg.eigh(torch.cov(z.double().T).reshape(z.shape[1], z.shape[1]))
-    order = variance.argsort(descending=True)
-    return variance[order].clamp_min(0).float(), axes[:, order].float()
 
 
 def main(argv: list[str]) -> None:
@@ -66,7 +59,7 @@ def main(argv: list[str]) -> None:
         mean, proj = wm.latent_mean, wm.latent_proj
         basis = "the world model's own"
 
-    def split(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def split(name: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         states = raw[name]["states"]
         if states.shape[-1] == 0:
             raise SystemExit(f"{run / 'latents.pt'}: the {name} episodes record no states to probe")
@@ -75,7 +68,7 @@ def main(argv: list[str]) -> None:
 
     z, s, names = split("train")
     vz, vs, _ = split("val")
-    variance, axes = principal_axes(z)
+    variance, axes = (x.float() for x in principal_axes(z))
     centre = z.mean(0)
     p, vp = (z - centre) @ axes, (vz - centre) @ axes
     rows = torch.randperm(len(p), generator=torch.Generator().manual_seed(0))[:args["probe_frames"]]

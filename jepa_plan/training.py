@@ -331,10 +331,6 @@ def train_world_model(cfg: DictConfig, dm: ClipDataModule, out: Path) -> dict:
     if wm_cfg["nuisance_ratio"] > 0:
         log(f"latent basis: {proj.shape[1]} of {proj.shape[0]} directions spread over the data at least "
             f"{wm_cfg['nuisance_ratio']:g}x what codec-like noise moves them (ratios {ratios[0]:.0f} .. {ratios[-1]:.1f})")
-    if wm_cfg["whiten_floor"] > 0:
-        variance = ((raw["train"]["latents"] - mean) @ proj).var(0)
-        log(f"latent basis whitened (floor {wm_cfg['whiten_floor']:g}): {int((variance > 0.5).sum())} of "
-            f"{len(variance)} principal axes at variance > 0.5")
     names, groups = probe_features(dm.store, raw)
     skip = cfg.data.frameskip
     stats = {
@@ -346,6 +342,10 @@ def train_world_model(cfg: DictConfig, dm: ClipDataModule, out: Path) -> dict:
     horizon = window_steps(wm_cfg)
     train = latent_split(raw["train"], stats, skip, horizon)
     val = latent_split(raw["val"], stats, skip, horizon)
+    if wm_cfg["whiten_floor"] > 0:
+        variance = train.z.var(0)
+        log(f"latent basis whitened (floor {wm_cfg['whiten_floor']:g}): {int((variance > 0.5).sum())} of "
+            f"{len(variance)} principal axes at variance > 0.5")
 
     steps = stage_steps(cfg, cfg.world_model)
     module = WorldModelModule(wm_cfg, latent_dim=train.z.shape[1], action_dim=train.a.shape[1])

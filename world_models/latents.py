@@ -122,12 +122,18 @@ def latent_basis(latents: torch.Tensor, shifts: torch.Tensor | None, nuisance_ra
     return mean, proj, ratios
 
 
+def principal_axes(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents [N, k] -> (variance along each principal axis [k], the axes as columns [k, k]),
+    largest first, in float64."""
+    variance, axes = torch.linalg.eigh(torch.cov(z.double().T).reshape(z.shape[1], z.shape[1]))
+    order = variance.argsort(descending=True)
+    return variance[order].clamp_min(0), axes[:, order]
+
+
 def _whitening(z: torch.Tensor, floor: float) -> torch.Tensor:
     """Latents [N, k] -> [k, k]: rotate onto their principal axes (largest first) and scale
     the axis of variance v by 1 / sqrt(v + floor)."""
-    variance, axes = torch.linalg.eigh(torch.cov(z.double().T).reshape(z.shape[1], z.shape[1]))
-    order = variance.argsort(descending=True)
-    variance, axes = variance[order].clamp_min(0), axes[:, order]
+    variance, axes = principal_axes(z)
     return (axes / (variance + floor).sqrt()).float()
 
 
